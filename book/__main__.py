@@ -1,0 +1,91 @@
+"""Command line: `python -m book {list,run,scoreboard,build,data}`; see `python -m book -h`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import runner
+from .chapters import CHAPTERS, available_chapters
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m book", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="the chapters, their posts and notebooks")
+
+    def chapter_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("chapters", nargs="*", metavar="CHAPTER",
+                       help=f"chapters to run (default: all): {', '.join(CHAPTERS)}")
+        mode = q.add_mutually_exclusive_group()
+        mode.add_argument("--quick", dest="quick", action="store_const", const=True,
+                          help="small sizes, what CI runs (QUICK=True)")
+        mode.add_argument("--full", dest="quick", action="store_const", const=False,
+                          help="the real experiments (QUICK=False)")
+        q.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="set a notebook parameter (a Python literal), e.g. -p SEED 1")
+        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    r = sub.add_parser("run", help="execute chapters with papermill into _build/executed")
+    chapter_args(r)
+    r.add_argument("--inplace", action="store_true",
+                   help="execute the committed notebooks with their defaults and save the outputs into them")
+
+    b = sub.add_parser("build", help="execute chapters, write the scoreboard, render the book to _build/html")
+    chapter_args(b)
+    b.add_argument("--no-execute", action="store_true",
+                   help="render the committed notebooks and the ledgers already in _build/ledgers")
+
+    sub.add_parser("scoreboard", help="collect _build/ledgers/*.json into scoreboard.md")
+
+    d = sub.add_parser("data", help="the data cache")
+    d.add_argument("--seed", metavar="DIR", help="copy the MNIST files from DIR into the cache (checked)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            have = {c.name for c in available_chapters()}
+            for c in CHAPTERS.values():
+                state = f"notebooks/{c.name}.ipynb" if c.name in have else "(not written yet)"
+                print(f"{c.name:<7} {c.year}  {c.title:<36} {state}\n        {c.post_url}")
+            return 0
+        if args.command == "data":
+            from .data import data_dir, load_mnist, seed_cache
+
+            if args.seed:
+                for path in seed_cache(args.seed):
+                    print(f"cached {path}")
+            images, _ = load_mnist("train")
+            print(f"MNIST ready in {data_dir() / 'mnist'} ({len(images)} training images)")
+            return 0
+        if args.command == "scoreboard":
+            from .scoreboard import write_scoreboard
+
+            print(f"wrote {write_scoreboard(runner.LEDGER_DIR, runner.REPO_ROOT / 'scoreboard.md')}")
+            return 0
+        params = [tuple(p) for p in args.parameter]
+        if args.command == "run":
+            outcomes = runner.run(args.chapters, params, quick=args.quick, inplace=args.inplace,
+                                  progress=not args.no_progress)
+            return 0 if all(o.ok for o in outcomes) else 1
+        if args.command == "build":
+            ok = True
+            if args.no_execute:
+                if args.chapters or params or args.quick is not None:
+                    raise runner.UsageError("--no-execute takes no chapters, -p, --quick or --full")
+            else:
+                outcomes = runner.run(args.chapters, params, quick=args.quick, progress=not args.no_progress)
+                ok = all(o.ok for o in outcomes)
+            code = runner.build_html(executed=not args.no_execute)
+            return 0 if ok and code == 0 else 1
+    except (runner.UsageError, ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
