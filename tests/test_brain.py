@@ -1,0 +1,201 @@
+"""Tests of book.brain: the post's arithmetic, the LNP estimate, the extrapolation and the LNP neuron."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from book import brain as b
+
+
+# -- brain-1, brain-2 ------------------------------------------------------------------------
+def test_knowledge_ten_years_back_is_2_to_the_minus_10():
+    assert b.fraction_after_doublings(10, 1) == pytest.approx(0.0009765625)
+    assert b.fraction_after_doublings(0) == 1.0
+    with pytest.raises(ValueError):
+        b.fraction_after_doublings(-1)
+    with pytest.raises(ValueError):
+        b.fraction_after_doublings(10, 0)
+
+
+def test_milliseconds_to_frames():
+    assert b.milliseconds_to_frames([20, 80, 200]) == pytest.approx([0.6, 2.4, 6.0])
+    assert b.milliseconds_to_frames(1000, fps=24) == pytest.approx(24)
+    with pytest.raises(ValueError):
+        b.milliseconds_to_frames(-5)
+
+
+# -- brain-3, brain-4 ------------------------------------------------------------------------
+def test_firing_rate_estimate():
+    assert b.firing_rate_flops(1e13, 200) == pytest.approx(2e15)
+    with pytest.raises(ValueError):
+        b.firing_rate_flops(0, 200)
+    with pytest.raises(TypeError):
+        b.firing_rate_flops("1e13", 200)
+
+
+def test_post_numbers_carry_their_sentences():
+    for name, number in b.POST.items():
+        assert number.value > 0 and len(number.quote) > 20, name
+
+
+def test_dense_reading_by_hand():
+    types = {n.name: n for n in b.neuron_types(b.post_parameters())}
+    g, p = types["granule"], types["Purkinje"]
+    assert (g.dendrite_filter, g.input_size, g.output_size, g.soma_filter) == (60, 75, 500, 5)
+    assert (p.dendrite_filter, p.input_size, p.output_size) == (50_000, 500_000, 5000)
+    assert b.dense_macs(g) == 75 * 60 + 5 + 500
+    expected = 2 * 200 * (50e9 * (75 * 60 + 5 + 500) + 1e8 * (500_000 * 50_000 + 5 + 5000))
+    assert b.lnp_flops() == pytest.approx(expected, rel=1e-12)
+    parts = b.lnp_flops(by_type=True)
+    assert parts["Purkinje"] > 1000 * parts["granule"]
+
+
+def test_readings_scale_as_written():
+    r = b.all_readings()
+    assert r["dense x 2 FLOPs x 200 Hz"] == pytest.approx(2 * r["dense x 200 Hz"])
+    assert r["dense x 30 fps"] == pytest.approx(r["dense x 200 Hz"] * 30 / 200)
+    name, value = b.closest_reading(1.075e21)
+    assert name == "dense x 2 FLOPs x 200 Hz" and value == pytest.approx(1.0001e21, rel=1e-3)
+
+
+def test_lnp_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="time_steps"):
+        b.lnp_flops({"time_steps": 0})
+    with pytest.raises(ValueError, match="unknown reading"):
+        b.lnp_flops(reading="nope")
+
+
+def test_estimate_grows_with_time_steps_squared_for_purkinje():
+    lo, hi = b.lnp_flops({"time_steps": 2.5}), b.lnp_flops({"time_steps": 5})
+    assert hi / lo == pytest.approx(4, rel=1e-3)
+
+
+def test_sensitivity_sorted_and_firing_rate_first():
+    swings = b.sensitivity()
+    sizes = [abs(math.log(s.flops_high / s.flops_low)) for s in swings]
+    assert sizes == sorted(sizes, reverse=True)
+    assert swings[0].name == "firing_rate"
+    assert swings[0].flops_high / swings[0].flops_low == pytest.approx(20)
+    with pytest.raises(ValueError):
+        b.sensitivity(ranges={"time_steps": (6, 2, "backwards")})
+    with pytest.raises(ValueError):
+        b.sensitivity(ranges={"not_an_input": (1, 2, "")})
+
+
+def test_exact_products_finds_only_exact_hits():
+    assert b.exact_products(6.0, {"a": 2.0, "b": 3.0, "c": 5.0}) == [("a", "b")]
+    hits = b.exact_products(1.075e21, b.post_sizes(), max_factors=5)
+    for combo in hits:
+        assert math.prod(b.post_sizes()[k] for k in combo) == pytest.approx(1.075e21, rel=1e-3)
+
+
+# -- brain-5, brain-6, brain-9 ---------------------------------------------------------------
+def test_post_doublings_and_years():
+    n = b.doublings_needed(0.58e15, 1.075e21)
+    assert 20 < n < 21 and math.ceil(n) == 21
+    years = [b.year_reached(0.58e15, d, 2015, 1.075e21, whole_doublings=True) for d in (1.8, 3.0)]
+    assert years == pytest.approx([2052.8, 2078.0])
+
+
+def test_year_reached_edge_cases():
+    assert b.year_reached(1e21, 2, 2020, 1e20) == 2020            # already reached
+    assert b.year_reached(1.0, 2, 2000, 8.0) == pytest.approx(2006)
+    assert b.year_reached(1.0, 2, 2000, 5.0, whole_doublings=True) == pytest.approx(2006)
+    assert b.year_reached(1.0, 2, 2000, 4.0, whole_doublings=True) == pytest.approx(2004)
+    for bad in (dict(current=0), dict(current=-1), dict(doubling_years=0), dict(target=-5)):
+        args = dict(current=1.0, doubling_years=1.0, start_year=2000, target=2.0) | bad
+        with pytest.raises(ValueError):
+            b.year_reached(**args)
+    with pytest.raises(ValueError):
+        b.year_reached(1.0, 1.0, float("nan"), 2.0)
+    with pytest.raises(TypeError):
+        b.year_reached("1", 1.0, 2000, 2.0)
+
+
+def test_fit_recovers_a_known_doubling_time():
+    years = np.arange(2000, 2020, 0.5)
+    flops = 1e15 * 2 ** ((years - 2000) / 1.5)
+    fit = b.fit_doubling_time(years, flops, n_boot=200)
+    assert fit.doubling_years == pytest.approx(1.5)
+    assert fit.ci_doubling_years[0] <= 1.5 + 1e-9 and fit.ci_doubling_years[1] >= 1.5 - 1e-9
+    assert fit.year_reaching(1e15 * 2 ** 10) == pytest.approx(2015)
+
+
+def test_fit_rejects_bad_input():
+    with pytest.raises(ValueError):
+        b.fit_doubling_time([2000, 2001], [1, 2])
+    with pytest.raises(ValueError):
+        b.fit_doubling_time([2000, 2001, 2002], [1, -2, 3])
+    with pytest.raises(ValueError):
+        b.fit_doubling_time([2000, 2001, 2002], [3, 2, 1])  # shrinking: no doubling time
+
+
+def test_data_file_rows_have_sources_and_cover_every_list():
+    hpcg = b.load_top1(benchmark="HPCG")
+    hpl = b.load_top1(benchmark="HPL")
+    editions = [f"{y}-{m:02d}" for y in range(2014, 2026) for m in (6, 11)]
+    assert [e.edition for e in hpcg] == editions
+    assert [e.edition for e in hpl] == editions
+    assert all(e.source and e.sourcing in ("press", "memory") for e in hpcg + hpl)
+    assert hpcg[0].system == "Tianhe-2" and hpcg[0].pflops == pytest.approx(0.58)
+    # the #1 on HPCG never beats the #1 on HPL
+    assert all(c.pflops < l.pflops for c, l in zip(hpcg, hpl))
+    assert b.edition_year("2014-06") == pytest.approx(2014 + 5.5 / 12)
+
+
+def test_load_top1_rejects_rows_without_source(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("# c\nedition,benchmark,system,pflops,source,sourcing\n2014-06,HPCG,X,1.0,,memory\n")
+    with pytest.raises(ValueError, match="no source"):
+        b.load_top1(path)
+
+
+# -- brain-7 ---------------------------------------------------------------------------------
+def test_electricity():
+    assert b.electricity_cost(24e6, 0.1) == pytest.approx(57_600)
+    assert b.implied_price_per_kwh(24e6, 57_600) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        b.electricity_cost(-1, 0.1)
+
+
+# -- brain-8 ---------------------------------------------------------------------------------
+def test_lnp_neuron_matches_written_out_sums():
+    torch.manual_seed(0)
+    neuron = b.LNPNeuron(3, 4, 5).double()
+    x = torch.randn(7, 1, 3, 4, 20, dtype=torch.float64)
+    ref = b.lnp_reference(x[:, 0].numpy(), neuron.dendrite.weight[0, 0].detach().numpy(),
+                          neuron.soma.weight[0, 0].detach().numpy())
+    got = neuron.rate(x).detach().numpy()
+    assert got.shape == ref.shape == (7, 20 - 8)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+def test_lnp_neuron_poisson_gate_keeps_exp_minus_lambda():
+    torch.manual_seed(0)
+    neuron = b.LNPNeuron(3, 4, 5)
+    x = torch.randn(4000, 1, 3, 4, 9)
+    g = torch.Generator().manual_seed(1)
+    rate = neuron.rate(x)
+    out = neuron(x, generator=g)
+    kept = out[rate > 0] > 0
+    assert set(torch.unique(out[rate > 0] / rate[rate > 0]).tolist()) <= {0.0, 1.0}
+    assert kept.float().mean().item() == pytest.approx(math.exp(-0.5), abs=0.03)
+
+
+def test_lnp_neuron_rejects_bad_shapes():
+    neuron = b.LNPNeuron(3, 4, 5)
+    with pytest.raises(ValueError):
+        neuron.rate(torch.randn(2, 1, 3, 4, 6))   # too short in time
+    with pytest.raises(ValueError):
+        neuron.rate(torch.randn(2, 3, 4, 20))
+    with pytest.raises(ValueError):
+        b.LNPNeuron(0, 4, 5)
+
+
+def test_poisson_waiting_times_match_pmf():
+    g = torch.Generator().manual_seed(0)
+    w = b.poisson_waiting_times((200_000,), 0.5, generator=g).numpy().astype(int)
+    freq = np.bincount(w, minlength=8)[:8] / len(w)
+    np.testing.assert_allclose(freq, b.poisson_pmf(np.arange(8), 0.5), atol=0.005)
+    assert b.poisson_pmf([0], 0.5)[0] == pytest.approx(math.exp(-0.5))
