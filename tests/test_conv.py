@@ -1,0 +1,172 @@
+"""book.conv: both convolutions against scipy, and the helpers behind each claim."""
+import numpy as np
+import pytest
+import scipy.signal
+
+from book import conv
+
+
+def _random_shapes(rng, ndim, count):
+    for _ in range(count):
+        yield tuple(int(n) for n in rng.integers(1, 12, ndim)), tuple(int(n) for n in rng.integers(1, 12, ndim))
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("algorithm", [conv.direct_convolve, conv.fft_convolve])
+def test_matches_scipy_on_random_shapes(ndim, algorithm):
+    rng = np.random.default_rng(ndim)
+    checked = 0
+    for shape_a, shape_b in _random_shapes(rng, ndim, 60):
+        a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+        for mode in conv.MODES:
+            try:
+                expected = scipy.signal.convolve(a, b, mode=mode, method="direct")
+            except ValueError:
+                with pytest.raises(ValueError, match="valid"):
+                    algorithm(a, b, mode)
+                continue
+            got = algorithm(a, b, mode)
+            assert got.shape == expected.shape, (shape_a, shape_b, mode)
+            np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+            checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [((7,), (8,)), ((8,), (7,)), ((4, 9), (9, 4)), ((3, 3), (10, 12)),
+                                             ((16, 16), (16, 16)), ((1, 1), (5, 5)), ((6, 5), (1, 1))])
+@pytest.mark.parametrize("mode", conv.MODES)
+def test_odd_even_and_kernel_larger_than_input(shape_a, shape_b, mode):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    try:
+        expected = scipy.signal.convolve(a, b, mode=mode)
+    except ValueError:
+        for algorithm in (conv.direct_convolve, conv.fft_convolve):
+            with pytest.raises(ValueError):
+                algorithm(a, b, mode)
+        return
+    for algorithm in (conv.direct_convolve, conv.fft_convolve, conv.convolve):
+        np.testing.assert_allclose(algorithm(a, b, mode), expected, atol=1e-10)
+
+
+def test_integer_and_float32_inputs_follow_scipy_dtypes():
+    a = np.arange(12).reshape(3, 4)
+    b = np.ones((2, 2), dtype=np.int32)
+    np.testing.assert_allclose(conv.direct_convolve(a, b), scipy.signal.convolve(a, b))
+    assert conv.fft_convolve(a.astype(np.float32), b.astype(np.float32)).dtype == np.float32
+    assert conv.direct_convolve(a, b).dtype == np.float64
+
+
+@pytest.mark.parametrize("a,b,mode,error,match", [
+    (np.ones(3), np.ones((3, 3)), "full", ValueError, "same number of dimensions"),
+    (np.ones(3), np.ones(3), "circular", ValueError, "mode must be"),
+    (np.ones((5, 2)), np.ones((2, 5)), "valid", ValueError, "valid"),
+    (np.ones(0), np.ones(3), "full", ValueError, "empty"),
+    (np.ones(3) * 1j, np.ones(3), "full", TypeError, "complex"),
+    (np.array(["a", "b"]), np.ones(2), "full", TypeError, "numeric"),
+])
+def test_bad_inputs_are_rejected_clearly(a, b, mode, error, match):
+    for algorithm in (conv.direct_convolve, conv.fft_convolve, conv.convolve):
+        with pytest.raises(error, match=match):
+            algorithm(a, b, mode)
+
+
+def test_unknown_method_rejected():
+    with pytest.raises(ValueError, match="method"):
+        conv.convolve(np.ones(3), np.ones(3), method="winograd")
+
+
+def test_output_shape_of_the_posts_example():
+    assert conv.output_shape((256, 256), (16, 16), "valid") == (241, 241)
+    assert conv.output_shape((256, 256), (16, 16), "full") == (271, 271)
+    assert conv.output_shape((256, 256), (16, 16), "same") == (256, 256)
+
+
+def test_cost_model_prefers_direct_for_tiny_kernels_and_fft_for_huge():
+    model = conv.DEFAULT_COST_MODEL
+    assert model.choose((512, 512), (3, 3)) == "direct"
+    assert model.choose((512, 512), (129, 129)) == "fft"
+
+
+def test_patch_at_equals_the_convolution_pixel():
+    rng = np.random.default_rng(2)
+    image, kernel = rng.standard_normal((9, 9)), rng.standard_normal((3, 3))
+    same = conv.direct_convolve(image, kernel, "same")
+    assert conv.patch_at(image, kernel, 4, 5) == pytest.approx(same[4, 5])
+    with pytest.raises(ValueError, match="border"):
+        conv.patch_at(image, kernel, 0, 0)
+
+
+def test_softmax_of_the_edge_detector():
+    k = conv.softmax_kernel(np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]))
+    assert k.sum() == pytest.approx(1.0)
+    assert k[1, 1] == pytest.approx(np.exp(8) / (np.exp(8) + 8 * np.exp(-1)))
+
+
+def test_spectrum_orientation_recovers_stripe_angles():
+    for angle in (0.0, 20.0, 37.0, 90.0, 135.0):
+        measured = conv.spectrum_orientation(conv.stripes(128, 8, angle))
+        assert min(abs(measured - angle), 180 - abs(measured - angle)) < 2.0
+
+
+def test_lowpass_keeps_the_asked_fraction_and_keep_all_is_identity():
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((32, 40))
+    out, kept = conv.lowpass(image, 0.1)
+    assert kept == pytest.approx(0.1, abs=0.02)
+    full, kept_all = conv.lowpass(image, 1.0)
+    assert kept_all == 1.0
+    np.testing.assert_allclose(full, image, atol=1e-12)
+    with pytest.raises(ValueError):
+        conv.lowpass(image, 0.0)
+
+
+def test_heat_propagator_is_the_exact_solution_and_euler_converges_to_it():
+    blobs = [(2.0, 0.0, 1.5, 1.0), (-3.0, 1.0, 1.0, 0.5)]
+    errors = []
+    for h in (1.0, 0.5):
+        r = np.arange(-16, 16 + h / 2, h)
+        x, y = np.meshgrid(r, r, indexing="ij")
+        u0, exact = conv.gaussian_blobs(x, y, blobs), conv.gaussian_blobs(x, y, blobs, t=2.0)
+        by_convolution = conv.fft_convolve(u0, conv.heat_propagator(2.0, spacing=h), "same")
+        assert np.abs(by_convolution - exact).max() < 1e-5
+        errors.append(np.abs(conv.heat_euler(u0, 2.0, h * h / 8, spacing=h)[0] - exact).max())
+    assert errors[1] < errors[0] / 3  # second order in h with dt ∝ h²
+    with pytest.raises(ValueError, match="stability"):
+        conv.heat_euler(u0, 1.0, 0.5)
+
+
+def test_stochastic_convolution_is_unbiased():
+    rng = np.random.default_rng(4)
+    image = rng.random((12, 12))
+    kernel = conv.gaussian_kernel(3, 1.0)
+    estimate = conv.stochastic_convolve(image, kernel, 4000, rng)
+    np.testing.assert_allclose(estimate, conv.direct_convolve(image, kernel, "same"), atol=0.03)
+    with pytest.raises(ValueError, match="probability"):
+        conv.stochastic_convolve(image, -kernel, 10, rng)
+
+
+def test_cross_correlation_and_template_matching():
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((10, 12)), rng.standard_normal((3, 4))
+    np.testing.assert_allclose(conv.cross_correlate(a, b), scipy.signal.correlate(a, b), atol=1e-12)
+    image = rng.random((40, 50))
+    assert conv.match_template(image, image[12:20, 30:41]) == (12, 30)
+
+
+def test_time_series_models_are_convolutions():
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal(200), np.array([0.5, 0.3, 0.2])
+    np.testing.assert_allclose(conv.moving_average(x, w), scipy.signal.lfilter(w, [1.0], x), atol=1e-12)
+    phi = np.array([0.6, -0.2])
+    h = conv.autoregressive_impulse_response(phi, 200)
+    np.testing.assert_allclose(conv.moving_average(x, h), scipy.signal.lfilter([1.0], [1.0, -0.6, 0.2], x),
+                               atol=1e-10)
+
+
+def test_whitening_gives_identity_covariance():
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((500, 3)) @ np.array([[2.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.2]])
+    np.testing.assert_allclose(np.cov(conv.whiten(data), rowvar=False), np.eye(3), atol=1e-10)
+    with pytest.raises(ValueError, match="singular"):
+        conv.whiten(np.c_[data[:, :1], data[:, :1]])
