@@ -1,0 +1,799 @@
+"""Data and model parallelism on real worker processes (torch.distributed: gloo on CPU, nccl on GPUs).
+
+`launch(fn, world_size, args)` starts `world_size` processes with torch.multiprocessing (spawn),
+joins them into one process group and returns what `fn(worker, *args)` returned on each rank.
+The same worker functions run under `torchrun` on several machines (`python -m book.parallel`).
+
+Reliability: parameters are checked before any process starts; the rendezvous store is opened by
+the launcher on a port the OS picks (no race for a "free" port) and closed at the end; a worker that
+raises makes `launch` raise `WorkerFailed` with that worker's traceback after the other workers are
+terminated; a run that exceeds its timeout is killed. No process outlives `launch`.
+
+The parallel algorithms themselves are written here from the posts' description:
+- `FlatGradients`: data parallelism — every gradient is a view into one flat buffer, so the
+  gradient exchange is a single all-reduce of exactly the gradient's bytes;
+- `SplitLinear`: model parallelism — a linear layer whose weight is split by its first dimension
+  (partial products are added: all-reduce forward, deltas stacked: all-gather backward) or by its
+  second (outputs stacked: all-gather forward, deltas added: all-reduce backward);
+- `Traffic`: every collective goes through `all_reduce` / `all_gather_cat` below, which count the
+  elements each worker sends (ring algorithms: 2(N-1)/N·n for an all-reduce of n elements,
+  (N-1)·n for an all-gather of n-element blocks; with two workers: exactly the tensor handed over).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as tmp
+from torch import nn
+
+LOCALHOST = "127.0.0.1"
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process raised (its traceback is in the message) or the run timed out."""
+
+
+def max_world_size() -> int:
+    """How many worker processes a local launch may start: twice the CPU cores (at least 4).
+    More would only measure the scheduler; on GPUs nccl additionally needs one GPU per rank."""
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+def check_world_size(world_size: Any, limit: int | None = None) -> int:
+    """A clear error for a world size that is not an int in [1, limit]."""
+    limit = max_world_size() if limit is None else limit
+    if not isinstance(world_size, int) or isinstance(world_size, bool):
+        raise TypeError(f"world_size must be an int, not {type(world_size).__name__} {world_size!r}")
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, not {world_size}")
+    if world_size > limit:
+        raise ValueError(f"world_size {world_size} is larger than allowed here ({limit} processes "
+                         f"on {os.cpu_count()} CPU cores)")
+    return world_size
+
+
+def check_split(size: int, world_size: int, what: str = "width") -> int:
+    """The block each worker gets when `size` is split into `world_size` equal parts."""
+    check_world_size(world_size)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"{what} must be a positive int, not {size!r}")
+    if size % world_size:
+        raise ValueError(f"{what} {size} is not divisible by the world size {world_size}; "
+                         "the split needs equal blocks")
+    return size // world_size
+
+
+def pick_backend(device: str | torch.device, world_size: int) -> str:
+    """nccl when every rank can have its own GPU, else gloo (which also handles CUDA tensors)."""
+    device = torch.device(device)
+    if device.type == "cuda" and dist.is_nccl_available() and world_size <= torch.cuda.device_count():
+        return "nccl"
+    return "gloo"
+
+
+# -- the worker's view of the run ---------------------------------------------------------------
+@dataclass
+class Worker:
+    """What a worker function gets: its rank, the world size, its device and a traffic counter."""
+    rank: int
+    world_size: int
+    device: torch.device
+    traffic: "Traffic" = field(default_factory=lambda: Traffic())
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+class Traffic:
+    """Elements and bytes this worker sent, per kind of collective (ring-algorithm volumes)."""
+
+    def __init__(self) -> None:
+        self.elements: dict[str, float] = defaultdict(float)
+        self.bytes: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.enabled = True
+
+    def add(self, kind: str, elements: float, element_size: int) -> None:
+        if self.enabled:
+            self.elements[kind] += elements
+            self.bytes[kind] += elements * element_size
+            self.calls[kind] += 1
+
+    def reset(self) -> None:
+        self.elements.clear(), self.bytes.clear(), self.calls.clear()
+
+    def total_elements(self) -> float:
+        return sum(self.elements.values())
+
+    def total_bytes(self) -> float:
+        return sum(self.bytes.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {"elements": dict(self.elements), "bytes": dict(self.bytes), "calls": dict(self.calls)}
+
+
+def all_reduce(tensor: torch.Tensor, traffic: Traffic | None = None) -> torch.Tensor:
+    """Sum `tensor` over all workers in place; counts 2(N-1)/N·numel sent elements."""
+    n = dist.get_world_size() if dist.is_initialized() else 1
+    if n > 1:
+        dist.all_reduce(tensor)
+    if traffic is not None:
+        traffic.add("all_reduce", 2 * (n - 1) / n * tensor.numel(), tensor.element_size())
+    return tensor
+
+
+def all_gather_cat(block: torch.Tensor, dim: int, traffic: Traffic | None = None) -> torch.Tensor:
+    """Stack every worker's `block` along `dim` in rank order; counts (N-1)·numel sent elements."""
+    n = dist.get_world_size() if dist.is_initialized() else 1
+    if traffic is not None:
+        traffic.add("all_gather", (n - 1) * block.numel(), block.element_size())
+    if n == 1:
+        return block
+    blocks = [torch.empty_like(block) for _ in range(n)]
+    dist.all_gather(blocks, block.contiguous())
+    return torch.cat(blocks, dim=dim)
+
+
+# -- launching ------------------------------------------------------------------------------------
+def _open_store(timeout_s: float) -> dist.TCPStore:
+    # Port 0: the OS picks a free port and the store holds it for the whole run, so no other
+    # program can take it between "pick" and "use"; closing the store frees it.
+    return dist.TCPStore(LOCALHOST, 0, is_master=True, wait_for_workers=False,
+                         timeout=timedelta(seconds=timeout_s))
+
+
+def _entry(rank: int, world_size: int, tasks, done, port: int, backend: str, device: str,
+           outdir: str, threads: int, timeout_s: float) -> None:
+    """Each spawned process: join the group, then run the tasks the pool sends until told to stop.
+    A task's result goes to a file (no pipe to fill up); its failure goes back as a traceback."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback: the launch is on one machine
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", rank % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+    store = dist.TCPStore(LOCALHOST, port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        while True:
+            task = tasks.get()
+            if task is None:
+                break
+            number, fn, args = task
+            try:
+                result = fn(Worker(rank, world_size, dev), *args)
+                torch.save(result, os.path.join(outdir, f"task{number}-rank{rank}.pt"))
+                done.put((number, rank, None))
+            except BaseException:
+                done.put((number, rank, traceback.format_exc()))
+                raise  # the pool ends every worker; peers blocked in a collective are terminated
+    finally:
+        dist.destroy_process_group()
+
+
+class Pool:
+    """`world_size` worker processes in one process group, started once and reused for several
+    tasks (starting a process that imports torch costs seconds). Use as a context manager:
+
+        with Pool(2) as pool:
+            results = pool.run(dp_train, x, y, ...)   # one result per rank
+
+    A task that raises on any worker ends the pool: every worker is terminated, the store's port
+    closed, and `run` raises `WorkerFailed` carrying that worker's traceback."""
+
+    def __init__(self, world_size: int, *, device: str | torch.device = "cpu", backend: str | None = None,
+                 timeout_s: float = 300.0, threads: int | None = None):
+        check_world_size(world_size)
+        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be a positive number, not {timeout_s!r}")
+        self.device = str(torch.device(device))
+        self.backend = backend or pick_backend(self.device, world_size)
+        if self.backend not in ("gloo", "nccl"):
+            raise ValueError(f"backend must be 'gloo' or 'nccl', not {self.backend!r}")
+        if self.backend == "nccl" and world_size > torch.cuda.device_count():
+            raise ValueError(f"nccl needs one GPU per rank: {world_size} ranks, "
+                             f"{torch.cuda.device_count()} GPUs")
+        self.world_size, self.timeout_s = world_size, float(timeout_s)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // world_size)
+        self.port: int | None = None
+        self._tasks_run = 0
+
+    def __enter__(self) -> "Pool":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(graceful=exc[0] is None)
+
+    def start(self) -> None:
+        ctx = tmp.get_context("spawn")
+        self._outdir = tempfile.mkdtemp(prefix="book-parallel-")
+        self._store = _open_store(self.timeout_s)
+        self.port = self._store.port
+        self._queues = [ctx.SimpleQueue() for _ in range(self.world_size)]
+        self._done = ctx.Queue()
+        try:
+            # one Process per rank (not torch's start_processes): each rank needs its own queue
+            self._processes = []
+            for rank in range(self.world_size):
+                p = ctx.Process(target=_entry, daemon=True, args=(
+                    rank, self.world_size, self._queues[rank], self._done, self.port, self.backend,
+                    self.device, self._outdir, self.threads, self.timeout_s))
+                p.start()
+                self._processes.append(p)
+        except BaseException:
+            self.close(graceful=False)
+            raise
+
+    def run(self, fn: Callable, *args: Any) -> list:
+        """Run `fn(worker, *args)` on every worker; the results in rank order."""
+        if not callable(fn) or getattr(fn, "__module__", "__main__") in ("__main__", None) \
+                or "<locals>" in getattr(fn, "__qualname__", ""):
+            raise ValueError(f"{fn!r} must be a module-level function of an importable module "
+                             "(spawned workers import it)")
+        if not getattr(self, "_processes", None):
+            raise RuntimeError("the pool is not running (use `with Pool(n) as pool:`)")
+        number = self._tasks_run
+        self._tasks_run += 1
+        for q in self._queues:
+            q.put((number, fn, args))
+        finished: set[int] = set()
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while len(finished) < self.world_size:
+                try:
+                    task, rank, error = self._done.get(timeout=0.1)
+                except queue.Empty:
+                    dead = [r for r, p in enumerate(self._processes) if p.exitcode is not None]
+                    if dead:
+                        self._raise_from(dead, fn)
+                    if time.monotonic() > deadline:
+                        raise WorkerFailed(f"{fn.__name__} on {self.world_size} workers did not "
+                                           f"finish within {self.timeout_s:.0f} s; all workers were killed")
+                    continue
+                if error is not None:
+                    raise WorkerFailed(f"worker {rank} of {self.world_size} raised in {fn.__name__}:\n{error}")
+                finished.add(rank)
+        except BaseException:
+            self.close(graceful=False)  # also on KeyboardInterrupt: no worker outlives the pool
+            raise
+        return [torch.load(os.path.join(self._outdir, f"task{number}-rank{r}.pt"), weights_only=False)
+                for r in range(self.world_size)]
+
+    def _raise_from(self, dead: list[int], fn: Callable) -> None:
+        # a worker died without reporting (killed, segfault): give it a moment to report first
+        try:
+            task, rank, error = self._done.get(timeout=1.0)
+            if error is not None:
+                raise WorkerFailed(f"worker {rank} of {self.world_size} raised in {fn.__name__}:\n{error}")
+        except queue.Empty:
+            pass
+        codes = ", ".join(f"worker {r}: exit code {self._processes[r].exitcode}" for r in dead)
+        raise WorkerFailed(f"{fn.__name__}: worker process ended without a result ({codes})")
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the workers (politely when `graceful`, else terminate), free the port and files."""
+        processes = getattr(self, "_processes", [])
+        if graceful:
+            for q, p in zip(self._queues, processes):
+                if p.is_alive():
+                    q.put(None)
+            for p in processes:
+                p.join(10)
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+        for p in processes:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self._processes = []
+        if getattr(self, "_done", None) is not None:
+            self._done.close()
+            self._done.join_thread()
+            self._done = None
+        if getattr(self, "_store", None) is not None:
+            self._store = None  # the store's destructor closes its listening socket
+        if getattr(self, "_outdir", None):
+            shutil.rmtree(self._outdir, ignore_errors=True)
+            self._outdir = None
+
+
+def launch(fn: Callable, world_size: int, args: Sequence = (), **pool_options: Any) -> list:
+    """Run `fn(worker, *args)` once on `world_size` new processes (a `Pool` used for one task)."""
+    with Pool(world_size, **pool_options) as pool:
+        return pool.run(fn, *args)
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on `port` of the loopback interface (used by the tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOCALHOST, port))
+            return True
+        except OSError:
+            return False
+
+
+# -- data parallelism -------------------------------------------------------------------------
+class FlatGradients:
+    """Every parameter's .grad is a view into one flat buffer, so averaging the gradients of all
+    workers is one all-reduce of exactly the gradient's bytes (no packing copies)."""
+
+    def __init__(self, model: nn.Module):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        total = sum(p.numel() for p in self.params)
+        ref = self.params[0]
+        self.flat = torch.zeros(total, dtype=ref.dtype, device=ref.device)
+        offset = 0
+        for p in self.params:
+            p.grad = self.flat[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+
+    def zero(self) -> None:
+        self.flat.zero_()
+
+    def _repair(self) -> None:
+        # autograd accumulates into an existing .grad in place; if anything replaced a .grad,
+        # copy it back into the flat buffer (and restore the view) so the all-reduce sees it.
+        offset = 0
+        for p in self.params:
+            view = self.flat[offset:offset + p.numel()].view_as(p)
+            if p.grad is None or p.grad.data_ptr() != view.data_ptr():
+                if p.grad is not None:
+                    view.copy_(p.grad)
+                p.grad = view
+            offset += p.numel()
+
+    def average(self, traffic: Traffic | None = None) -> torch.Tensor:
+        """Sum the flat gradient over workers and divide by their number; returns the buffer."""
+        self._repair()
+        all_reduce(self.flat, traffic)
+        n = dist.get_world_size() if dist.is_initialized() else 1
+        if n > 1:
+            self.flat.div_(n)
+        return self.flat
+
+
+def mlp(widths: Sequence[int], *, seed: int, dtype=torch.float32, bias: bool = True) -> nn.Sequential:
+    """An MLP with ReLU between layers, initialised from `seed` (same on every process)."""
+    gen = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        lin = nn.Linear(a, b, bias=bias, dtype=dtype)
+        with torch.no_grad():
+            bound = 1 / a ** 0.5
+            lin.weight.uniform_(-bound, bound, generator=gen)
+            if bias:
+                lin.bias.uniform_(-bound, bound, generator=gen)
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def flat_grad(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def shard(batch_size: int, rank: int, world_size: int) -> slice:
+    per = check_split(batch_size, world_size, "batch size")
+    return slice(rank * per, (rank + 1) * per)
+
+
+def train_single(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], *, batch_size: int,
+                 steps: int, lr: float, seed: int) -> dict[str, Any]:
+    """The reference: one process, whole batches, plain SGD. Returns first gradient and losses."""
+    model = mlp(widths, seed=seed)
+    losses, first_grad = [], None
+    for step in range(steps):
+        xb, yb = x[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
+        loss.backward()
+        if first_grad is None:
+            first_grad = flat_grad(model).clone()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        losses.append(loss.item())
+    return {"first_grad": first_grad, "losses": losses}
+
+
+def dp_train(w: Worker, x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], batch_size: int,
+             steps: int, lr: float, seed: int) -> dict[str, Any]:
+    """Data-parallel SGD: this worker takes its shard of each batch; gradients are averaged by one
+    all-reduce. Returns the first averaged gradient, the loss curve (mean over shards = loss of the
+    whole batch) and the traffic of one step."""
+    model = mlp(widths, seed=seed).to(w.device)
+    grads = FlatGradients(model)
+    part = shard(batch_size, w.rank, w.world_size)
+    losses, first_grad, traffic = [], None, None
+    for step in range(steps):
+        lo = step * batch_size
+        xb = x[lo:lo + batch_size][part].to(w.device)
+        yb = y[lo:lo + batch_size][part].to(w.device)
+        grads.zero()
+        loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
+        loss.backward()
+        w.traffic.reset()
+        grads.average(w.traffic)
+        if first_grad is None:
+            first_grad, traffic = grads.flat.detach().cpu().clone(), w.traffic.summary()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        mean_loss = loss.detach().reshape(1).clone()
+        all_reduce(mean_loss)
+        losses.append(mean_loss.item() / w.world_size)
+    return {"first_grad": first_grad, "losses": losses, "traffic": traffic}
+
+
+# -- model parallelism ---------------------------------------------------------------------------
+class _SplitFirst(torch.autograd.Function):
+    """Weight split by its first dimension (rows = input features): each worker multiplies its
+    columns of the input by its rows of the weight; forward adds the partial products
+    (all-reduce), backward stacks the deltas' blocks (all-gather)."""
+
+    @staticmethod
+    def forward(ctx, x, w_block, lo, hi, traffic):
+        x_block = x[:, lo:hi]
+        ctx.save_for_backward(x_block, w_block)
+        ctx.traffic = traffic
+        return all_reduce(x_block @ w_block, traffic)
+
+    @staticmethod
+    def backward(ctx, delta):
+        x_block, w_block = ctx.saved_tensors
+        delta_in = all_gather_cat(delta @ w_block.T, dim=1, traffic=ctx.traffic)
+        return delta_in, x_block.T @ delta, None, None, None
+
+
+class _SplitSecond(torch.autograd.Function):
+    """Weight split by its second dimension (columns = output features): each worker computes its
+    block of outputs; forward stacks them (all-gather), backward adds the deltas (all-reduce)."""
+
+    @staticmethod
+    def forward(ctx, x, w_block, lo, hi, traffic):
+        ctx.save_for_backward(x, w_block)
+        ctx.lo, ctx.hi, ctx.traffic = lo, hi, traffic
+        return all_gather_cat(x @ w_block, dim=1, traffic=traffic)
+
+    @staticmethod
+    def backward(ctx, delta):
+        x, w_block = ctx.saved_tensors
+        delta_block = delta[:, ctx.lo:ctx.hi]
+        delta_in = all_reduce(delta_block @ w_block.T, ctx.traffic)
+        return delta_in, x.T @ delta_block, None, None, None
+
+
+class SplitLinear(nn.Module):
+    """y = x @ W + b with W (in × out) split over the workers by its first or second dimension.
+    Input and output are whole (the same on every worker), as in the post."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, split: str, rank: int,
+                 world_size: int, traffic: Traffic | None = None):
+        super().__init__()
+        if split not in ("first", "second"):
+            raise ValueError(f"split must be 'first' or 'second', not {split!r}")
+        dim = 0 if split == "first" else 1
+        block = check_split(weight.shape[dim], world_size, f"weight dimension {dim}")
+        self.split, self.lo, self.hi = split, rank * block, (rank + 1) * block
+        self.weight = nn.Parameter(weight.narrow(dim, self.lo, block).clone())
+        self.bias = nn.Parameter(bias.clone()) if bias is not None else None
+        self.traffic = traffic
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        op = _SplitFirst if self.split == "first" else _SplitSecond
+        y = op.apply(x, self.weight, self.lo, self.hi, self.traffic)
+        return y + self.bias if self.bias is not None else y
+
+
+def split_mlp(full: nn.Sequential, split: str, w: Worker) -> nn.Sequential:
+    """The model-parallel twin of `full` (an `mlp`): every Linear becomes a SplitLinear."""
+    layers = []
+    for m in full:
+        if isinstance(m, nn.Linear):
+            layers.append(SplitLinear(m.weight.detach().T.to(w.device), None if m.bias is None else
+                                      m.bias.detach().to(w.device), split, w.rank, w.world_size, w.traffic))
+        else:
+            layers.append(m)
+    return nn.Sequential(*layers)
+
+
+def split_identities(w: Worker, batch: int, n_in: int, n_out: int, seed: int,
+                     dtype=torch.float64) -> dict[str, Any]:
+    """The post's example on real processes: forward X·W (batch×n_in · n_in×n_out) and backward
+    delta·Wᵀ with W split by its first and by its second dimension, against the unsplit products.
+    Returns the largest differences, the shapes each worker computed and the elements it sent."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_in, generator=gen, dtype=dtype).to(w.device)
+    weight = torch.randn(n_in, n_out, generator=gen, dtype=dtype).to(w.device)
+    delta = torch.randn(batch, n_out, generator=gen, dtype=dtype).to(w.device)
+    out = {}
+    for split in ("first", "second"):
+        layer = SplitLinear(weight, None, split, w.rank, w.world_size, w.traffic)
+        xin = x.clone().requires_grad_(True)
+        w.traffic.reset()
+        y = layer(xin)
+        fwd_sent = w.traffic.total_elements()
+        y.backward(delta)
+        bwd_sent = w.traffic.total_elements() - fwd_sent
+        dim = 0 if split == "first" else 1
+        block_shape = (batch, layer.hi - layer.lo) if split == "second" else (batch, n_out)
+        out[split] = {
+            "forward_err": (y - x @ weight).abs().max().item(),
+            "backward_err": (xin.grad - delta @ weight.T).abs().max().item(),
+            "weight_grad_err": (layer.weight.grad - (x.T @ delta).narrow(dim, layer.lo, layer.hi - layer.lo)).abs().max().item(),
+            "forward_block": list(block_shape),
+            "backward_block": [batch, n_in // w.world_size] if split == "first" else [batch, n_in],
+            "sent_forward": fwd_sent, "sent_backward": bwd_sent,
+            "traffic": w.traffic.summary(),
+        }
+    # data parallelism on the same layer: the whole weight gradient is all-reduced once
+    grad = (x.T @ delta).contiguous()
+    w.traffic.reset()
+    all_reduce(grad, w.traffic)
+    out["data"] = {"sent": w.traffic.total_elements()}
+    return out
+
+
+def mp_train(w: Worker, x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], batch_size: int,
+             steps: int, lr: float, seed: int, split: str) -> dict[str, Any]:
+    """Model-parallel SGD of the same MLP as `dp_train`: every worker sees whole batches and holds
+    1/N of every weight. Returns the loss curve and the traffic of one step."""
+    model = split_mlp(mlp(widths, seed=seed), split, w)
+    losses, traffic = [], None
+    for step in range(steps):
+        lo = step * batch_size
+        xb, yb = x[lo:lo + batch_size].to(w.device), y[lo:lo + batch_size].to(w.device)
+        model.zero_grad()
+        w.traffic.reset()
+        loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
+        loss.backward()
+        if traffic is None:
+            traffic = w.traffic.summary()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        losses.append(loss.item())
+    return {"losses": losses, "traffic": traffic}
+
+
+# -- measurements --------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _agree(value: float) -> float:
+    """The largest of every rank's value (a step is as slow as its slowest worker)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def allreduce_sweep(w: Worker, sizes_bytes: Sequence[int], reps: int) -> list[float]:
+    """Median seconds of a bare dist.all_reduce of float32 tensors of each size (slowest rank)."""
+    times = []
+    for nbytes in sizes_bytes:
+        t = torch.ones(max(1, nbytes // 4), device=w.device)
+        w.barrier()
+        times.append(_agree(_median_time(lambda: dist.all_reduce(t), w.device, reps)))
+    return times
+
+
+def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
+                   bucket_mb: float | None = None) -> dict[str, float]:
+    """Median time of a data-parallel step (forward, backward, gradient average) with this
+    worker's batch of `per_worker_batch`, the time of its all-reduce alone and of a bare
+    dist.all_reduce of the same bytes. With `bucket_mb`, the step is torch's
+    DistributedDataParallel with buckets of that size, overlapping all-reduce with backward."""
+    gen = torch.Generator().manual_seed(1234 + w.rank)
+    x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
+    y = torch.randint(0, widths[-1], (per_worker_batch,), generator=gen).to(w.device)
+    model = mlp(widths, seed=0).to(w.device)
+    result: dict[str, float] = {}
+    if bucket_mb is None:
+        grads = FlatGradients(model)
+
+        def step():
+            grads.zero()
+            nn.functional.cross_entropy(model(x), y).backward()
+            grads.average()
+
+        def compute():
+            grads.zero()
+            nn.functional.cross_entropy(model(x), y).backward()
+
+        w.barrier()
+        result["step"] = _agree(_median_time(step, w.device, reps))
+        w.barrier()
+        result["compute"] = _agree(_median_time(compute, w.device, reps))
+        w.barrier()
+        result["allreduce_in_step"] = _agree(_median_time(grads.average, w.device, reps))
+        bare = torch.ones_like(grads.flat)
+        w.barrier()
+        result["bare_allreduce"] = (_agree(_median_time(lambda: dist.all_reduce(bare), w.device, reps))
+                                    if w.world_size > 1 else 0.0)
+        result["bytes"] = grads.flat.numel() * grads.flat.element_size()
+    else:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp = DDP(model, bucket_cap_mb=bucket_mb, device_ids=[w.device.index] if w.device.type == "cuda" else None)
+
+        def step():
+            ddp.zero_grad(set_to_none=False)
+            nn.functional.cross_entropy(ddp(x), y).backward()
+
+        w.barrier()
+        result["step"] = _agree(_median_time(step, w.device, reps))
+    return result
+
+
+def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
+                   bucket_mb: float, rounds: int = 3) -> dict[str, list[float]]:
+    """Step times without overlap (all-reduce after backward) and with overlap (DDP buckets of
+    `bucket_mb` all-reduced while backward goes on), interleaved over `rounds` to share noise."""
+    off, on = [], []
+    for _ in range(rounds):
+        off.append(dp_step_timing(w, widths, per_worker_batch, reps)["step"])
+        on.append(dp_step_timing(w, widths, per_worker_batch, reps, bucket_mb=bucket_mb)["step"])
+    return {"off": off, "on": on}
+
+
+def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: Sequence[int],
+                    reps: int) -> list[dict[str, Any]]:
+    """For an MLP of `depth` square layers of each width and each (global) batch size: the step
+    time and elements sent per worker of data parallelism (batch split, gradient all-reduced)
+    and of model parallelism (weights split by the first dimension, whole batch everywhere)."""
+    rows = []
+    for batch in batches:
+        for width in widths_list:
+            widths = [width] * (depth + 1)
+            gen = torch.Generator().manual_seed(7)
+            x = torch.randn(batch, width, generator=gen).to(w.device)
+            full = mlp(widths, seed=0, bias=False).to(w.device)
+            part = shard(batch, w.rank, w.world_size)
+            grads = FlatGradients(full)
+
+            def dp_step():
+                grads.zero()
+                full(x[part]).square().mean().backward()
+                grads.average(w.traffic)
+
+            split = split_mlp(full, "first", w)
+
+            def mp_step():
+                split.zero_grad(set_to_none=False)
+                split(x).square().mean().backward()
+
+            row = {"batch": batch, "width": width}
+            for name, step in (("dp", dp_step), ("mp", mp_step)):
+                w.traffic.reset()
+                step()
+                row[f"{name}_elements"] = w.traffic.total_elements()
+                w.traffic.enabled = False
+                w.barrier()
+                row[f"{name}_time"] = _agree(_median_time(step, w.device, reps))
+                w.traffic.enabled = True
+            rows.append(row)
+    return rows
+
+
+def matmul_throughput(batches: Sequence[int], n: int = 1000, *, device: str | torch.device = "cpu",
+                      reps: int = 20, dtype=torch.float32) -> list[float]:
+    """Best-of-`reps` GFLOP/s of (batch × n) · (n × n) for each batch size, in this process."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+    out = []
+    for b in batches:
+        x = torch.randn(b, n, generator=gen, dtype=dtype).to(device)
+        for _ in range(3):
+            x @ w
+        best = float("inf")
+        for _ in range(reps):
+            _sync(device)
+            t0 = time.perf_counter()
+            x @ w
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+        out.append(2 * b * n * n / best / 1e9)
+    return out
+
+
+# -- worker functions used by the tests (module level: spawn imports them) -----------------------
+def rank_sum(w: Worker, value: float) -> float:
+    t = torch.tensor([value * (w.rank + 1)], dtype=torch.float64)
+    all_reduce(t)
+    return t.item()
+
+
+def crash_on_rank(w: Worker, bad_rank: int, message: str) -> int:
+    if w.rank == bad_rank:
+        raise RuntimeError(message)
+    w.barrier()  # the healthy workers wait here for the crashed one: launch must not hang
+    return w.rank
+
+
+# -- torchrun ------------------------------------------------------------------------------------
+def _torchrun_worker() -> Worker:
+    backend = os.environ.get("BOOK_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group(backend)  # env:// — torchrun sets RANK, WORLD_SIZE, MASTER_ADDR/PORT
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device("cpu")
+    if backend == "nccl":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return Worker(rank, world, device)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`torchrun --nproc-per-node=N -m book.parallel {gradients,split,allreduce}`: the chapter's
+    checks on processes that torchrun started (on one machine or several)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m book.parallel")
+    parser.add_argument("what", choices=["gradients", "split", "allreduce"])
+    parser.add_argument("--batch", type=int, default=128)
+    opts = parser.parse_args(argv)
+    if "RANK" not in os.environ:
+        parser.error("run me under torchrun, e.g. torchrun --nproc-per-node=2 -m book.parallel gradients")
+    w = _torchrun_worker()
+    try:
+        if opts.what == "gradients":
+            gen = torch.Generator().manual_seed(0)
+            x, y = torch.randn(opts.batch, 784, generator=gen), torch.randint(0, 10, (opts.batch,), generator=gen)
+            got = dp_train(w, x, y, [784, 256, 10], opts.batch, 1, 0.1, 0)["first_grad"]
+            ref = train_single(x, y, [784, 256, 10], batch_size=opts.batch, steps=1, lr=0.1, seed=0)["first_grad"]
+            msg = f"max |averaged gradient - single-process gradient| = {(got - ref).abs().max().item():.2e}"
+        elif opts.what == "split":
+            r = split_identities(w, opts.batch, 1000, 500, 0)
+            msg = "; ".join(f"{k}: forward err {v['forward_err']:.1e}, backward err {v['backward_err']:.1e}"
+                            for k, v in r.items() if k != "data")
+        else:
+            sizes = [2 ** k for k in range(10, 27, 2)]
+            times = allreduce_sweep(w, sizes, 10)
+            msg = "\n".join(f"{s / 2**20:10.3f} MiB  {t * 1e3:8.3f} ms  {s / t / 1e9:6.2f} GB/s"
+                            for s, t in zip(sizes, times))
+        if w.rank == 0:
+            print(f"{w.world_size} workers, {dist.get_backend()}:\n{msg}")
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

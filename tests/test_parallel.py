@@ -1,0 +1,122 @@
+"""book.parallel on real worker processes: split-matmul identities, gradient equality of data
+parallelism with 2 and 3 processes, the traffic counters, clean failure and freed ports."""
+import time
+
+import pytest
+import torch
+
+from book import parallel as P
+
+
+def _batch(n=96, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 28, 28, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+
+
+@pytest.fixture(scope="module")
+def pool2():
+    with P.Pool(2, timeout_s=120) as pool:
+        yield pool
+    assert P.port_is_free(pool.port)
+
+
+def test_collective_on_two_processes(pool2):
+    assert pool2.run(P.rank_sum, 1.0) == [3.0, 3.0]  # 1·1 + 1·2 on both ranks
+
+
+def test_split_identities_forward_backward_and_traffic(pool2):
+    r = pool2.run(P.split_identities, 128, 1000, 500, 0)
+    for rank in r:
+        for split in ("first", "second"):
+            assert rank[split]["forward_err"] < 1e-10
+            assert rank[split]["backward_err"] < 1e-10
+            assert rank[split]["weight_grad_err"] < 1e-10
+    first, second = r[0]["first"], r[0]["second"]
+    assert (first["sent_forward"], first["sent_backward"]) == (64_000, 64_000)
+    assert (second["sent_forward"], second["sent_backward"]) == (32_000, 128_000)
+    assert second["forward_block"] == [128, 250] and first["backward_block"] == [128, 500]
+    assert r[0]["data"]["sent"] == 500_000
+
+
+def _check_data_parallel(results, ref, world):
+    for r in results:
+        assert (r["first_grad"] - ref["first_grad"]).abs().max().item() <= 1e-6
+        assert max(abs(a - b) for a, b in zip(r["losses"], ref["losses"])) <= 1e-5
+    n = ref["first_grad"].numel()
+    assert results[0]["traffic"]["elements"]["all_reduce"] == pytest.approx(2 * (world - 1) / world * n)
+
+
+def _reference(x, y):
+    return P.train_single(x, y, [784, 32, 10], batch_size=96, steps=3, lr=0.1, seed=0)
+
+
+def test_data_parallel_gradient_equals_single_process_two_workers(pool2):
+    x, y = _batch(96)
+    _check_data_parallel(pool2.run(P.dp_train, x, y, [784, 32, 10], 96, 3, 0.1, 0), _reference(x, y), 2)
+
+
+def test_three_workers_gradient_and_splits():
+    x, y = _batch(96)
+    with P.Pool(3, timeout_s=120) as pool:
+        dp = pool.run(P.dp_train, x, y, [784, 32, 10], 96, 3, 0.1, 0)
+        split = pool.run(P.split_identities, 12, 9, 6, 1)
+    _check_data_parallel(dp, _reference(x, y), 3)
+    for rank in split:
+        for kind in ("first", "second"):
+            assert rank[kind]["forward_err"] < 1e-10 and rank[kind]["backward_err"] < 1e-10
+    assert P.port_is_free(pool.port)
+
+
+def test_crashing_worker_fails_the_run_with_its_traceback():
+    t0 = time.monotonic()
+    pool = P.Pool(2, timeout_s=60)
+    with pytest.raises(P.WorkerFailed) as err:
+        with pool:
+            pool.run(P.crash_on_rank, 1, "worker one breaks on purpose")
+    assert "worker 1 of 2" in str(err.value)
+    assert "RuntimeError: worker one breaks on purpose" in str(err.value)
+    assert "crash_on_rank" in str(err.value)  # the worker's own traceback, not only a message
+    assert time.monotonic() - t0 < 45  # no hang: the healthy worker blocked in a barrier is ended
+    assert not pool._processes
+    assert P.port_is_free(pool.port)
+
+
+def test_bad_parameters_rejected_before_any_process_starts():
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="at least 1"):
+        P.Pool(0)
+    with pytest.raises(ValueError, match="larger than allowed"):
+        P.Pool(P.max_world_size() + 1)
+    with pytest.raises(TypeError, match="world_size must be an int"):
+        P.launch(P.rank_sum, "2", (1.0,))
+    with pytest.raises(ValueError, match="not divisible by the world size 3"):
+        P.check_split(1000, 3)
+    with pytest.raises(ValueError, match="module-level function"):
+        P.launch(lambda w: 0, 2)
+    with pytest.raises(ValueError, match="split must be"):
+        P.SplitLinear(torch.zeros(4, 4), None, "diagonal", 0, 2)
+    assert time.monotonic() - t0 < 1.0  # nothing was started
+
+
+def test_flat_gradients_are_views_and_match_autograd():
+    model = P.mlp([20, 8, 3], seed=0)
+    grads = P.FlatGradients(model)
+    x = torch.randn(5, 20)
+    for _ in range(2):  # zero() then backward must land in the flat buffer every time
+        grads.zero()
+        model(x).sum().backward()
+    ref = P.mlp([20, 8, 3], seed=0)
+    ref(x).sum().backward()
+    assert torch.equal(grads.average(), P.flat_grad(ref))
+    assert all(p.grad.data_ptr() >= grads.flat.data_ptr() for p in model.parameters())
+
+
+def test_local_split_identities_match_the_post():
+    # the algebra alone, in one process: the identities the distributed layers rely on
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(128, 1000, generator=gen, dtype=torch.float64), torch.randn(1000, 500, generator=gen, dtype=torch.float64)
+    d = torch.randn(128, 500, generator=gen, dtype=torch.float64)
+    assert torch.allclose(x[:, :500] @ w[:500] + x[:, 500:] @ w[500:], x @ w)
+    assert torch.allclose(torch.cat([x @ w[:, :250], x @ w[:, 250:]], 1), x @ w)
+    assert torch.allclose(torch.cat([d @ w[:500].T, d @ w[500:].T], 1), d @ w.T)
+    assert torch.allclose(d[:, :250] @ w[:, :250].T + d[:, 250:] @ w[:, 250:].T, d @ w.T)
