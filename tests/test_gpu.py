@@ -1,0 +1,275 @@
+"""Tests of book.gpu: the cycle model, the spec table, the calculators, the decision function,
+the tiled-matmul simulation, the number-format helpers, 2:4 sparsity and the measurement helpers."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from book import gpu as G
+
+
+# -- cycle model ---------------------------------------------------------------------------------
+def test_cycle_model_reproduces_the_posts_three_numbers():
+    assert [G.matmul_cycles(k) for k in G.MATMUL_KINDS] == [504, 235, 200]
+
+
+def test_cycle_model_follows_its_inputs():
+    lat = G.Latencies(l2=300, shared=20, ffma=2)
+    assert G.matmul_cycles("ffma", lat) == 300 + 8 * (20 + 2)
+    assert G.matmul_cycles("tensor_core", lat) == 300 + 20 + 1
+    assert G.matmul_cycles("tensor_core_async", lat) == 300  # the load hides the work entirely
+    # when the work is longer than the load, async copies hide the whole load
+    assert G.matmul_cycles("tensor_core_async", G.Latencies(l2=10, shared=34)) == 35
+    # the real DRAM latency can be used instead of the post's L2 figure
+    assert G.matmul_cycles("tensor_core", G.Latencies(tile_load=380)) == 380 + 35
+    # a bigger matmul needs more Tensor Core rounds: (64/4)² = 256 ops on 64 cores → 4 rounds
+    assert G.MatmulSetup(n=64).tensor_core_rounds == 4
+
+
+def test_cycle_model_rejects_bad_input():
+    with pytest.raises(ValueError):
+        G.matmul_cycles("simd")
+    with pytest.raises(ValueError):
+        G.Latencies(shared=-1)
+    with pytest.raises(ValueError):
+        G.MatmulSetup(n=30)
+
+
+def test_cycle_table_has_the_async_gain():
+    t = G.cycle_table({"post": G.Latencies()})
+    assert t.loc["post", "async_time_saved_pct"] == pytest.approx(100 * 35 / 235)
+
+
+# -- spec table ----------------------------------------------------------------------------------
+def test_every_spec_row_has_numbers_dates_and_sources():
+    specs = G.load_specs()
+    for col in G._REQUIRED:
+        assert specs.reset_index()[col].notna().all(), col
+    assert specs["spec_source"].str.len().min() > 20
+    assert specs["price_source"].str.len().min() > 20
+    # the GPUs the post names are there
+    for gpu in ("V100 SXM2", "A100 SXM4 40GB", "H100 SXM5", "RTX 4090", "RTX 4070 Ti", "RTX 3080",
+                "RTX 3090", "RTX 6000 Ada", "L40", "RTX 2080 Ti", "Titan RTX"):
+        assert gpu in specs.index
+    # fp8 exactly on Ada and Hopper
+    has_fp8 = specs["fp8_tensor_tflops"].notna()
+    assert (has_fp8 == specs["architecture"].isin(["Ada", "Hopper"])).all()
+
+
+def test_spec_loader_refuses_a_row_without_source(tmp_path):
+    df = pd.read_csv(G.SPECS_FILE)
+    df.loc[0, "spec_source"] = ""
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="spec_source"):
+        G.load_specs(tmp_path / "bad.csv")
+    df = pd.read_csv(G.SPECS_FILE)
+    df.loc[1, "price_date"] = "January"
+    df.to_csv(tmp_path / "bad2.csv", index=False)
+    with pytest.raises(ValueError, match="price_date"):
+        G.load_specs(tmp_path / "bad2.csv")
+
+
+# -- speedups and corrections --------------------------------------------------------------------
+def test_bandwidth_speedup_a100_over_v100():
+    specs = G.load_specs()
+    assert G.bandwidth_speedup(specs, "A100 SXM4 40GB", "V100 SXM2") == pytest.approx(1555 / 900)
+    with pytest.raises(KeyError):
+        G.bandwidth_speedup(specs, "A100", "V100 SXM2")
+
+
+def test_corrections():
+    assert G.eight_gpu_scaling_other(7.0, "cnn") == pytest.approx(6.667, abs=1e-3)
+    assert G.eight_gpu_scaling_other(7.0, "transformer") == pytest.approx(7 / 1.07)
+    # a speedup measured with twice the batch loses the 13.5 % a doubled batch gives
+    assert G.corrected_speedup(1.135, batch_ratio=2) == pytest.approx(1.0)
+    assert G.corrected_speedup(1.07, eight_gpu=True) == pytest.approx(1.0)
+    assert G.corrected_speedup(2.0) == 2.0
+    with pytest.raises(ValueError):
+        G.corrected_speedup(1.0, model="rnn")
+
+
+# -- caches and tiling -----------------------------------------------------------------------------
+def test_bert_large_operand_sizes():
+    t = G.bert_large_matmuls(batch=4, seq=512)
+    assert t.loc["FFN up", "left_MiB"] == 4.0  # 2048 tokens × 1024 × 2 bytes
+    assert t.loc["FFN up", "right_MiB"] == 8.0  # 1024 × 4096 × 2 bytes
+    assert t.loc["attention × V", "left_MiB"] == 32.0  # 4 × 16 heads × 512² × 2 bytes
+    assert G.bert_large_matmuls(batch=8)["inputs_MiB"].max() == 2 * t["inputs_MiB"].max()
+
+
+def test_tiled_matmul_computes_the_product_and_counts_loads():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((32, 32)), rng.standard_normal((32, 32))
+    for tile in (1, 4, 8, 32):
+        c, count = G.tiled_matmul(a, b, tile)
+        np.testing.assert_allclose(c, a @ b, rtol=1e-10, atol=1e-10)
+        assert count.loads == 2 * 32**3 // tile  # each of (n/t)³ steps loads two t×t tiles
+        assert count.stores == 32 * 32
+    with pytest.raises(ValueError):
+        G.tiled_matmul(a, b, 5)
+
+
+def test_tiled_matmul_cache_reduces_traffic():
+    _, plain = G.tiled_matmul(None, None, 8, n=64)
+    _, cached = G.tiled_matmul(None, None, 8, n=64, cache_tiles=1000)  # everything fits
+    assert cached.loads == 2 * 64 * 64  # each element of A and B read once
+    assert plain.loads > cached.loads
+
+
+# -- number formats --------------------------------------------------------------------------------
+def test_tf32_rounding():
+    x = torch.tensor([1.0, 1.0 + 2**-11, 1.0 + 2**-10 + 2**-12, float("inf"), -3.0])
+    r = G.round_to_tf32(x)
+    assert r[0] == 1.0 and r[3] == float("inf") and r[4] == -3.0
+    assert r[1] == 1.0  # tie rounds to even
+    assert r[2] == 1.0 + 2**-10
+    y = torch.randn(1000)
+    rel = ((G.round_to_tf32(y) - y).abs() / y.abs()).max()
+    assert 0 < rel <= 2**-11
+    with pytest.raises(TypeError):
+        G.round_to_tf32(y.double())
+
+
+def test_format_range_facts():
+    f = G.format_range_facts()
+    assert f["fp16"]["max"] == 65504 and math.isinf(f["fp16"]["2x65504"]) and f["fp16"]["1e-8"] == 0
+    assert f["bf16"]["2x65504"] == 131072 and f["bf16"]["1e-8"] > 0
+    assert f["bf16"]["max"] == pytest.approx(f["fp32"]["max"], rel=0.01)
+
+
+def test_matmul_error_ordering():
+    e = G.matmul_error_by_format(n=64)
+    assert e["fp32"] < e["tf32 (emulated)"] < e["bf16"]
+
+
+def test_loss_scaler():
+    s = G.DynamicLossScaler(init_scale=8.0, growth_interval=2)
+    assert s.update(True) is False and s.scale == 4.0 and s.skipped == 1
+    assert s.update(False) and s.update(False) and s.scale == 8.0
+    with pytest.raises(ValueError):
+        G.DynamicLossScaler(init_scale=0)
+
+
+def test_fp16_underflow_freezes_the_first_layer_and_loss_scaling_fixes_it():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(512, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (512,), generator=g)
+    fp16 = G.train_low_precision("fp16", x, y, steps=3, batch=32)
+    scaled = G.train_low_precision("fp16+loss scaling", x, y, steps=6, batch=32)
+    assert fp16["first_layer_zero_frac"] > 0.9 and fp16["first_layer_change"] == 0
+    assert scaled["first_layer_zero_frac"] < 0.1 and scaled["first_layer_change"] > 0
+    assert scaled["skipped"] > 0  # starting at 2^24 overflows first
+    with pytest.raises(ValueError):
+        G.train_low_precision("fp8", x, y)
+
+
+# -- 2:4 sparsity ----------------------------------------------------------------------------------
+def test_prune_compress_roundtrip():
+    w = torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
+    p = G.prune_2_4(w)
+    groups = p.reshape(16, -1, 4)
+    assert ((groups != 0).sum(-1) == 2).all()
+    # the kept entries are the two largest in magnitude
+    assert torch.equal(groups.abs().sort(-1).values[..., 2:], w.reshape(16, -1, 4).abs().sort(-1).values[..., 2:])
+    values, index = G.compress_2_4(p)
+    assert values.shape == (16, 16)
+    assert torch.equal(G.decompress_2_4(values, index, 32), p)
+    assert G.compressed_size_ratio(p.half()) == {"values_only": 0.5, "with_metadata": 0.5625}
+    with pytest.raises(ValueError):
+        G.compress_2_4(w)  # dense is not 2:4
+    with pytest.raises(ValueError):
+        G.prune_2_4(torch.randn(4, 6))
+
+
+# -- power, electricity, cloud, perf/$ -----------------------------------------------------------
+def test_electricity_and_cloud_calculator():
+    c = G.CloudVsDesktop()
+    assert c.kwh_per_year == pytest.approx(591.3)
+    assert c.electricity_per_year == pytest.approx(70.956)
+    assert float(c.cloud_cost(300)) == pytest.approx(2311.2)
+    assert float(c.desktop_cost(365)) == pytest.approx(2270.956)
+    be = c.break_even_days
+    assert float(c.cloud_cost(be)) == pytest.approx(float(c.desktop_cost(be)))
+    assert G.CloudVsDesktop(cloud_usd_per_hour=0.01).break_even_days == math.inf
+    assert G.electricity_cost_per_year(450, 0.15, 0.175) == pytest.approx(103.4775)
+    with pytest.raises(ValueError):
+        G.CloudVsDesktop(utilization=0)
+    with pytest.raises(ValueError):
+        G.electricity_kwh_per_year(100, 1.5)
+
+
+def test_power_limit_model():
+    assert G.power_limited_speed(250, 250) == 1
+    assert G.power_limited_speed(250, 200) == pytest.approx(0.8 ** (1 / 3))
+    with pytest.raises(ValueError):
+        G.power_limited_speed(250, 300)
+
+
+def test_perf_per_dollar():
+    specs = G.load_specs()
+    t = G.perf_per_dollar(specs, "16-bit")
+    assert t["perf_per_dollar"].iloc[0] == 1.0 and t["perf_per_dollar"].is_monotonic_decreasing
+    assert G.relative_performance(specs)["RTX 4090"] == 1.0
+    # 8-bit doubles the fp8 cards only
+    r16, r8 = G.relative_performance(specs, "16-bit"), G.relative_performance(specs, "8-bit")
+    assert r8["RTX 3090"] == pytest.approx(r16["RTX 3090"] / 2)  # relative to the 4090, which doubled
+    # electricity is part of the cost
+    assert (t["total_usd"] > t["price_usd"] + G.SYSTEM_USD_PER_GPU).all()
+
+
+def test_recommend_branches():
+    specs = G.load_specs()
+    eight = G.recommend(24, "8-bit", 2000, specs)
+    assert eight == ["RTX 4090"]  # the only ≥24 GB fp8 card under $2,000
+    sixteen = G.recommend(24, "16-bit", 2000, specs)
+    assert set(sixteen) == {"RTX 4090", "RTX 3090"}
+    assert G.recommend(80, "16-bit", 1000, specs) == []  # nothing fits
+    big = G.recommend(48, "8-bit", 100_000, specs)
+    assert all(specs.loc[g, "memory_gb"] >= 48 and specs.loc[g, "fp8_tensor_tflops"] > 0 for g in big)
+    cheap = G.recommend(8, "16-bit", 700, specs, segments=("consumer",))
+    assert "RTX 3080" in cheap and all(specs.loc[g, "price_usd"] <= 700 for g in cheap)
+    with pytest.raises(ValueError):
+        G.recommend(-1, "16-bit", 1000, specs)
+    with pytest.raises(ValueError):
+        G.recommend(8, "4-bit", 1000, specs)
+    with pytest.raises(ValueError):
+        G.recommend(8, "16-bit", 1000, specs, segments=("mobile",))
+
+
+# -- measuring this machine ------------------------------------------------------------------------
+CPUINFO = """model name\t: Test CPU
+cpu MHz\t\t: 2000.000
+siblings\t: 4
+cpu cores\t: 2
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f
+"""
+
+
+def test_cpu_peak_from_cpuinfo():
+    p = G.cpu_peak(CPUINFO, cores=2)
+    assert (p.isa, p.flops_per_cycle, p.ghz) == ("AVX-512 + FMA", 64, 2.0)
+    assert p.gflops == 2 * 2.0 * 64
+    assert G.cpu_peak(CPUINFO.replace(" avx512f", "")).flops_per_cycle == 32
+    assert G.cpu_peak(CPUINFO.replace(" avx2 fma avx512f", "")).flops_per_cycle == 16
+    real = G.cpu_peak()
+    assert real.cores >= 1
+
+
+def test_measure_matmul_and_bandwidth_smoke():
+    r = G.measure_matmul(64, repeats=1, warmup=1)
+    assert r["gflops"] > 0 and r["intensity"] == pytest.approx(2 * 64**3 / (3 * 64 * 64 * 4))
+    bw = G.stream_bandwidth(2**20, repeats=1)
+    assert set(bw) == {"copy", "scale", "add", "triad"} and all(v > 0 for v in bw.values())
+    assert G.measure_fp8_matmul(64, torch.device("cpu")) is None
+
+
+def test_roofline_and_spec_lookup():
+    np.testing.assert_allclose(G.roofline([1, 10, 100], 100, 5), [5, 50, 100])
+    specs = G.load_specs()
+    assert G.gpu_spec_for("NVIDIA H100 80GB HBM3", specs).name == "H100 SXM5"
+    assert G.gpu_spec_for("NVIDIA H100 PCIe", specs).name == "H100 PCIe"
+    assert G.gpu_spec_for("NVIDIA GeForce RTX 4070 Ti", specs).name == "RTX 4070 Ti"
+    assert G.gpu_spec_for("NVIDIA GeForce RTX 3060", specs).name == "RTX 3060 12GB"
+    assert G.gpu_spec_for("Tesla T4", specs) is None
