@@ -1,0 +1,62 @@
+"""Benchmark: the chapter's matmul measurement (`book.gpu.measure_matmul`) against a bare fp32
+`torch.matmul` loop at 2048², both measured in this run, interleaved so that both see the same
+machine load. Target: the chapter reports within 10 % of the bare loop.
+
+    python benchmarks/bench_gpu.py [--n 2048] [--rounds 5] [--device auto]
+
+On a shared machine the timings are noisy; the ratio of medians of interleaved rounds is what
+counts, not the absolute GFLOP/s.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from book import gpu as G
+from book.device import describe, pick_device
+
+
+def bare_loop_gflops(n: int, device: torch.device, iters: int) -> float:
+    """What anyone would write: two random matrices, a warm-up, then a timed loop of torch.matmul."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.matmul(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        torch.matmul(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * iters / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    print(describe(device))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # both sides: plain fp32
+    else:
+        print(G.describe_cpu_peak(G.cpu_peak()))
+    iters = 3 if device.type == "cpu" else 50
+    chapter, bare = [], []
+    for r in range(args.rounds):
+        chapter.append(G.measure_matmul(args.n, torch.float32, device, repeats=3, warmup=1)["gflops"])
+        bare.append(bare_loop_gflops(args.n, device, iters))
+        print(f"round {r}: chapter {chapter[-1]:8.1f} GFLOP/s   bare loop {bare[-1]:8.1f} GFLOP/s")
+    c, b = statistics.median(chapter), statistics.median(bare)
+    ratio = c / b
+    print(f"median: chapter {c:.1f} GFLOP/s, bare torch.matmul loop {b:.1f} GFLOP/s, "
+          f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.10 else 'OUTSIDE'} the 10 % target)")
+
+
+if __name__ == "__main__":
+    main()
