@@ -143,3 +143,18 @@ def mnist_tensors(split: str = "train", *, device: torch.device | str = "cpu",
     images, labels = load_mnist(split, root=root)
     x = (images.float().div_(255.0).sub_(0.1307).div_(0.3081)).unsqueeze(1)
     return x.to(device), labels.to(device)
+
+
+def sample_image(name: str = "grace_hopper") -> np.ndarray:
+    """A real photograph that ships with matplotlib (no download), as grayscale float64 in [0, 1].
+
+    'grace_hopper': the 600×512 portrait of Rear Admiral Grace Hopper (U.S. Navy photo, public domain)."""
+    import matplotlib.image as mpimg
+    from matplotlib import cbook
+
+    files = {"grace_hopper": "grace_hopper.jpg"}
+    if name not in files:
+        raise ValueError(f"unknown sample image {name!r}; known: {', '.join(files)}")
+    with cbook.get_sample_data(files[name]) as f:
+        rgb = mpimg.imread(f, format=files[name].rsplit(".", 1)[1]).astype(np.float64) / 255.0
+    return rgb[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma
