@@ -512,6 +512,123 @@ def lnp_reference(x: np.ndarray, dendrite_w: np.ndarray, soma_w: np.ndarray) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# Figures (matplotlib is imported when a figure is drawn)
+# --------------------------------------------------------------------------------------------
+
+
+def plot_readings(values: dict[str, float], target: float, ax=None):
+    """Horizontal bars (log scale) of each reading's FLOPS against the post's number."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 3.2))[1]
+    names = list(values)[::-1]
+    ax.barh(names, [values[n] for n in names], color="#4c72b0")
+    ax.axvline(target, color="#c44e52", ls="--", label=f"post: {target:.4g} FLOPS")
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPS of the granule + Purkinje LNP model")
+    ax.set_title("Readings of the missing formula")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_tornado(swings: Sequence[Swing], base: float, target: float, ax=None):
+    """Tornado chart: the estimate with each input at the low / high end of its stated range."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    ax = ax or plt.subplots(figsize=(8, 3.4))[1]
+    for i, s in enumerate(reversed(swings)):
+        lo, hi = sorted((s.flops_low, s.flops_high))
+        ax.barh(i, hi - lo, left=lo, color="#8172b3")
+        ax.text(max(hi, base, target) * 1.1, i, f"{_short(s.low)} to {_short(s.high)}", va="center", fontsize=8)
+    ax.set_yticks(range(len(swings)), [s.name for s in reversed(swings)])
+    ax.axvline(base, color="k", lw=1, label=f"all inputs at the post's values: {base:.4g}")
+    ax.axvline(target, color="#c44e52", ls="--", label=f"post: {target:.4g}")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    lows = min(min(s.flops_low, s.flops_high) for s in swings)
+    highs = max(max(s.flops_low, s.flops_high) for s in swings)
+    ax.set_xlim(lows / 1.5, highs * 4)
+    ax.set_xlabel("FLOPS")
+    ax.set_title("Sensitivity over the ranges the post states")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def plot_lnp(x_trace: np.ndarray, rate: np.ndarray, spikes: np.ndarray, waits: np.ndarray, lam: float):
+    """Left: one neuron's summed input, rate and Poisson-gated output over time; right: the waiting times."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, c) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [2, 1]})
+    t_in = np.arange(len(x_trace))
+    offset = len(x_trace) - len(rate)
+    t = np.arange(offset, len(x_trace))
+    a2 = a.twinx()
+    a2.plot(t_in, x_trace, color="0.75", lw=1)
+    a2.set_ylabel("summed synaptic input (grey)", color="0.5")
+    a.set_zorder(a2.get_zorder() + 1)
+    a.patch.set_visible(False)
+    a.plot(t, rate, color="#4c72b0", lw=2, label="rate: conv -> ReLU -> soma -> ReLU")
+    fired = spikes > 0
+    a.stem(t[fired], spikes[fired], linefmt="#c44e52", markerfmt="o", basefmt=" ", label="output after Poisson gate")
+    a.set_xlabel("time step")
+    a.set_title("An LNP neuron as conv + ReLU + Poisson dropout")
+    a.set_ylabel("firing rate (a.u.)")
+    a.legend(fontsize=8)
+    k = np.arange(0, int(waits.max()) + 1)
+    freq = np.bincount(waits.astype(int), minlength=len(k)) / len(waits)
+    c.bar(k, freq, color="#8172b3", label="sampled")
+    c.plot(k, poisson_pmf(k, lam), "ko", label=f"Poisson({lam}) pmf")
+    c.set_xlabel("waiting time until the neuron may fire (cycles)")
+    c.set_title(f"Poisson({lam}) waiting times")
+    c.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_extrapolation(start_year: float, start_flops: float, paces: dict[str, float], target: float,
+                       hpcg: Sequence[ListEntry], hpl: Sequence[ListEntry], fit: DoublingFit,
+                       end_year: float = 2085):
+    """The post's three paces, the real #1 points (HPCG and HPL), the fit and the brain's estimate."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    years = np.linspace(start_year, end_year, 300)
+    for (label, d), colour in zip(paces.items(), ("#dd8452", "#55a868", "#c44e52")):
+        ax.plot(years, start_flops * 2 ** ((years - start_year) / d), color=colour, ls="--",
+                label=f"post: {label} ({d:g} y/doubling)")
+    fy = np.linspace(min(e.year for e in hpcg), end_year, 300)
+    ax.plot(fy, fit.flops_at(fy), color="#4c72b0", lw=2,
+            label=f"fit to HPCG #1: {fit.doubling_years:.2f} y/doubling")
+    lo, hi = fit.ci_doubling_years
+    last = max(hpcg, key=lambda e: e.year)
+    for d in (lo, hi):  # the interval, drawn from the latest real point
+        ax.plot(fy[fy >= last.year], last.flops * 2 ** ((fy[fy >= last.year] - last.year) / d),
+                color="#4c72b0", lw=0.8, ls=":", label=None if d == hi else
+                f"90 % interval of the pace ({lo:.2f}-{hi:.2f} y), from the latest point")
+    ax.scatter([e.year for e in hpcg], [e.flops for e in hpcg], color="#4c72b0", zorder=3, s=18,
+               label="HPCG #1 of each list")
+    ax.scatter([e.year for e in hpl], [e.flops for e in hpl], color="0.4", marker="^", s=16, zorder=3,
+               label="TOP500 (HPL) #1, for contrast")
+    ax.axhline(target, color="k", lw=1)
+    ax.text(start_year + 0.3, target * 1.4, f"brain (post): {target:.4g} FLOPS", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_ylim(1e14, 1e22)
+    ax.set_xlim(start_year - 1.5, end_year)
+    ax.set_xlabel("year")
+    ax.set_ylabel("FLOPS")
+    ax.set_title("When does the fastest practical supercomputer reach the brain's estimate?")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _short(v: float) -> str:
+    return f"{v:g}" if v < 1e4 else f"{v:.3g}"
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def _positive(**values: float) -> None:
@@ -528,5 +645,6 @@ __all__ = [
     "lnp_flops", "all_readings", "closest_reading", "post_sizes", "exact_products", "Swing", "sensitivity",
     "doublings_needed", "year_reached", "edition_year", "ListEntry", "load_top1", "DoublingFit",
     "fit_doubling_time", "electricity_cost", "implied_price_per_kwh", "LNPNeuron", "poisson_waiting_times",
-    "poisson_pmf", "lnp_reference", "DATA_FILE",
+    "poisson_pmf", "lnp_reference", "DATA_FILE", "plot_readings", "plot_tornado", "plot_lnp",
+    "plot_extrapolation",
 ]
