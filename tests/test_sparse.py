@@ -1,0 +1,292 @@
+"""Tests of book.sparse: sparse momentum's invariants, its pieces, and the tools around it."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from book import sparse as sp
+
+
+def _setup(density=0.1, growth="momentum", redistribution="momentum", seed=0, epochs=10):
+    torch.manual_seed(seed)
+    model = sp.lenet_300_100()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    wrapper = sp.SparseMomentum(model, opt, density, epochs=epochs, growth=growth,
+                                redistribution=redistribution, seed=seed)
+    return model, opt, wrapper
+
+
+def _steps(model, opt, wrapper, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.randn(32, 1, 28, 28, generator=g)
+        y = torch.randint(0, 10, (32,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        wrapper.step()
+
+
+def test_initial_masks_are_uniform_at_the_target_density():
+    _, _, w = _setup(density=0.1)
+    for name, mask in w.masks.items():
+        assert int(mask.sum()) == round(0.1 * mask.numel())
+    assert abs(w.total_density() - 0.1) < 1e-3
+
+
+def test_masked_weights_stay_exactly_zero_after_steps():
+    model, opt, w = _setup(density=0.05)
+    _steps(model, opt, w, n=5)
+    for name, weight in w.weights.items():
+        assert (weight[~w.masks[name]] == 0).all()
+        assert (weight[w.masks[name]] != 0).float().mean() > 0.9   # active ones do train
+    # biases stay dense
+    assert (model[1].bias != 0).all()
+
+
+@pytest.mark.parametrize("growth,redistribution", [("momentum", "momentum"), ("random", "momentum"),
+                                                   ("momentum", "none"), ("random", "none")])
+def test_density_is_conserved_through_prune_regrow_cycles(growth, redistribution):
+    model, opt, w = _setup(density=0.05, growth=growth, redistribution=redistribution, epochs=6)
+    total = sum(w.active_counts().values())
+    for _ in range(5):
+        _steps(model, opt, w, n=2)
+        record = w.end_epoch()
+        assert sum(w.active_counts().values()) == total
+        assert sum(record["removed"].values()) == sum(record["regrown"].values())
+        for name, weight in w.weights.items():
+            assert (weight[~w.masks[name]] == 0).all()
+    assert w.end_epoch() is None   # the last epoch: no cycle
+
+
+def test_pruning_removes_the_smallest_magnitudes_and_regrowth_takes_largest_momentum():
+    model, opt, w = _setup(density=0.2, redistribution="none")
+    _steps(model, opt, w, n=3)
+    name = "1.weight"
+    weight, mask = w.weights[name].detach().clone(), w.masks[name].clone()
+    mom = w.momentum(name).abs().clone()
+    k = round(0.5 * int(mask.sum()))
+    active_vals = weight[mask].abs()
+    threshold = active_vals.sort().values[k - 1]
+    record = w.prune_and_regrow(0.5)
+    assert record["removed"][name] == k
+    # every surviving old weight is at least as large as the k-th smallest: the small ones went
+    survived = w.weights[name].detach() != 0          # regrown weights restart at zero
+    assert int(survived.sum()) == int(mask.sum()) - k
+    assert (weight[survived].abs() >= threshold).all()
+    # the grown positions are the top-|momentum| positions among those missing after pruning
+    grown = w.masks[name] & ~(survived)
+    pruned_mask = mask.clone()
+    flat = weight.abs().masked_fill(~mask, float("inf")).flatten()
+    pruned_mask.view(-1)[torch.topk(flat, k, largest=False).indices] = False
+    expected = torch.topk(mom.flatten().masked_fill(pruned_mask.flatten(), -1.0), k).indices
+    assert set(grown.flatten().nonzero().flatten().tolist()) == set(expected.tolist())
+    assert record["grown_min_momentum"][name] >= record["missing_max_momentum"][name]
+    assert (w.weights[name][grown] == 0).all()   # new weights start at zero
+
+
+def test_random_regrowth_differs_from_momentum_regrowth():
+    runs = {}
+    for growth in ("momentum", "random"):
+        model, opt, w = _setup(density=0.1, growth=growth, redistribution="none")
+        _steps(model, opt, w, n=3)
+        w.prune_and_regrow(0.5)
+        runs[growth] = w.masks["1.weight"].clone()
+    assert not torch.equal(runs["momentum"], runs["random"])
+
+
+def test_no_redistribution_regrows_what_each_layer_pruned():
+    model, opt, w = _setup(density=0.1, redistribution="none")
+    _steps(model, opt, w, n=3)
+    before = w.active_counts()
+    record = w.prune_and_regrow(0.5)
+    assert record["regrown"] == record["removed"]
+    assert w.active_counts() == before
+
+
+def test_redistribution_follows_layer_importance():
+    model, opt, w = _setup(density=0.1)
+    _steps(model, opt, w, n=3)
+    with torch.no_grad():   # make layer 3 the one whose active weights have by far the largest momentum
+        w.momentum("3.weight").mul_(100.0)
+    before = w.active_counts()
+    record = w.prune_and_regrow(0.5)
+    assert record["importance"]["3.weight"] > 0.9
+    assert w.active_counts()["3.weight"] > before["3.weight"]
+    assert w.active_counts()["1.weight"] < before["1.weight"]
+
+
+def test_allocate_regrowth_is_proportional_capped_and_exact():
+    got = sp.allocate_regrowth(np.array([0.5, 0.25, 0.25]), 100, np.array([1000, 1000, 1000]))
+    assert got.tolist() == [50, 25, 25]
+    got = sp.allocate_regrowth(np.array([0.8, 0.1, 0.1]), 100, np.array([10, 1000, 1000]))
+    assert got.tolist() == [10, 45, 45]   # layer 0 is full: its share goes to the others
+    got = sp.allocate_regrowth(np.array([1 / 3, 1 / 3, 1 / 3]), 10, np.array([5, 5, 5]))
+    assert got.sum() == 10 and (got <= 5).all()
+    with pytest.raises(ValueError, match="cannot regrow"):
+        sp.allocate_regrowth(np.array([1.0]), 10, np.array([5]))
+
+
+def test_cosine_prune_rate_schedule():
+    assert sp.cosine_prune_rate(0, 100) == pytest.approx(0.5)
+    assert sp.cosine_prune_rate(99, 100) == pytest.approx(0.005)
+    mid = sp.cosine_prune_rate(1, 3)
+    assert mid == pytest.approx((0.5 + 0.005) / 2)
+    rates = [sp.cosine_prune_rate(e, 10) for e in range(10)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert sp.cosine_prune_rate(0, 1) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        sp.cosine_prune_rate(10, 10)
+
+
+def test_the_wrapper_uses_the_schedule_each_epoch():
+    model, opt, w = _setup(density=0.1, epochs=4)
+    rates = []
+    for _ in range(4):
+        _steps(model, opt, w, n=1)
+        r = w.end_epoch()
+        if r:
+            rates.append(r["prune_rate"])
+    assert rates == pytest.approx([sp.cosine_prune_rate(e, 4) for e in range(3)])
+
+
+def test_dense_baseline_is_untouched():
+    model, opt, w = _setup(density=1.0)
+    _steps(model, opt, w, n=2)
+    assert w.end_epoch() is None
+    assert all(m.all() for m in w.masks.values())
+
+
+@pytest.mark.parametrize("density", [0, -0.1, 1.5, float("nan")])
+def test_density_outside_unit_interval_is_rejected(density):
+    model = sp.lenet_300_100()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="density"):
+        sp.SparseMomentum(model, opt, density)
+
+
+def test_bad_inputs_are_rejected_clearly():
+    model = sp.lenet_300_100()
+    with pytest.raises(TypeError, match="density"):
+        sp.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), "0.1")
+    with pytest.raises(ValueError, match="momentum"):
+        sp.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.1), 0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        sp.SparseMomentum(model, torch.optim.Adagrad(model.parameters(), lr=0.1), 0.1)
+    no_layers = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(4))
+    with pytest.raises(ValueError, match="no prunable layer"):
+        sp.SparseMomentum(no_layers, torch.optim.SGD(no_layers.parameters(), lr=0.1, momentum=0.9), 0.1)
+    with pytest.raises(ValueError, match="growth"):
+        sp.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 0.1, growth="x")
+    model2, opt2, w2 = _setup(density=0.1)
+    with pytest.raises(RuntimeError, match="optimizer step"):
+        w2.end_epoch()
+
+
+def test_adam_momentum_is_used():
+    model = sp.lenet_300_100()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    w = sp.SparseMomentum(model, opt, 0.1, epochs=3)
+    _steps(model, opt, w, n=2)
+    assert w.end_epoch() is not None
+
+
+def test_checkpoints_keep_masks(tmp_path):
+    model, opt, w = _setup(density=0.05, epochs=5)
+    _steps(model, opt, w, n=2)
+    w.end_epoch()
+    path = tmp_path / "ckpt.pt"
+    sp.save_checkpoint(path, model, opt, w)
+    model2, opt2, w2 = _setup(density=0.05, epochs=5, seed=1)   # other random masks
+    assert not all(torch.equal(w.masks[n], w2.masks[n]) for n in w.masks)
+    sp.load_checkpoint(path, model2, opt2, w2)
+    assert all(torch.equal(w.masks[n], w2.masks[n]) for n in w.masks)
+    assert w2.epoch == 1 and len(w2.history) == 1
+    _steps(model2, opt2, w2, n=2)
+    for n, weight in w2.weights.items():
+        assert (weight[~w2.masks[n]] == 0).all()
+    assert w2.end_epoch() is not None
+
+
+def test_training_on_real_shapes_keeps_density(tmp_path):
+    # a tiny synthetic "MNIST" through the real train() loop
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (400,), generator=g)
+    data = sp.MnistData(x, y, x[:100], y[:100])
+    run = sp.train(sp.RunConfig("lenet5", density=0.1, epochs=3, seed=0), data)
+    assert abs(run.sparse.total_density() - 0.1) < 1e-3
+    assert len(run.sparse.history) == 2 and 0 <= run.test_error <= 1
+
+
+def test_lr_drop_scales_with_run_length():
+    assert sp.lr_drop_every(100, 600) == 25_000
+    assert sp.lr_drop_every(10, 600) == 2_500
+
+
+def test_drop_empty_units_keeps_the_function_and_counts_flops():
+    torch.manual_seed(0)
+    for model in (sp.lenet_300_100(), sp.lenet5_caffe()):
+        layers = list(sp.prunable_layers(model).values())
+        with torch.no_grad():
+            layers[0][:3] = 0            # three units with no input: constant relu(bias) outputs
+            layers[1][:, 5] = 0          # unit 5 of layer 1 feeds nothing
+            if layers[1].dim() == 4:
+                layers[2][:, 0:16] = 0   # conv channel 0 of the second conv feeds nothing
+        small = sp.drop_empty_units(model)
+        x = torch.randn(8, 1, 28, 28)
+        assert torch.allclose(model(x), small(x), atol=1e-5)
+        rep = sp.speedup_report(model)
+        assert rep["dropped_units_speedup"] > 1
+        assert rep["sparse_kernel_speedup"] >= rep["dropped_units_speedup"] > 1
+    flops = sp.layer_flops(sp.lenet5_caffe())
+    assert flops["0.weight"]["dense"] == 2 * 20 * 25 * 24 * 24
+    assert flops["7.weight"]["dense"] == 2 * 800 * 500
+
+
+def test_class_specialization_measure():
+    # unit 0 fires for class 0 only, unit 1 the same for every class, unit 2 never
+    model = nn.Sequential(nn.Flatten(), nn.Linear(10, 3), nn.ReLU(), nn.Linear(3, 10))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[0, 0] = 1.0
+        model[1].bias[1] = 1.0
+        model[1].bias[2] = -1.0
+    x = torch.eye(10).repeat(5, 1).view(50, 1, 10)
+    y = torch.arange(10).repeat(5)
+    s = sp.class_specialization(model, x, y)["layer1"]
+    assert len(s) == 2   # the dead unit is left out
+    assert s[0] == pytest.approx(1.0) and s[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_2_4_pattern_is_valid_and_keeps_the_largest():
+    torch.manual_seed(0)
+    w = torch.randn(16, 32)
+    mask = sp.mask_2_4(w)
+    groups = mask.view(16, 8, 4)
+    assert (groups.sum(2) == 2).all()
+    kept = (w.abs() * mask).view(16, 8, 4)
+    dropped = (w.abs() * ~mask).view(16, 8, 4)
+    assert (kept.max(2).values >= dropped.max(2).values).all()
+    assert (kept.masked_fill(~groups, float("inf")).min(2).values >= dropped.max(2).values).all()
+    assert sp.is_2_4(w * mask) and not sp.is_2_4(w)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sp.mask_2_4(torch.randn(4, 25))
+    model = sp.lenet5_caffe()
+    masks = sp.prune_2_4(model)
+    assert masks["0.weight"].all()               # 25 inputs: left dense
+    assert sp.is_2_4(model[3].weight) and sp.is_2_4(model[7].weight)
+    sizes = sp.stored_bytes_2_4(torch.zeros(64, 64), bits=16)
+    assert sizes["values_ratio"] == 0.5 and sizes["with_metadata_ratio"] == pytest.approx(0.5625)
+
+
+def test_fixed_masks_fine_tune_keeps_2_4():
+    model = sp.lenet_300_100()
+    masks = sp.prune_2_4(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    w = sp.SparseMomentum(model, opt, 0.5, masks=masks)
+    _steps(model, opt, w, n=3)
+    assert all(sp.is_2_4(p) for p in w.weights.values())
