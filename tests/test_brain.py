@@ -199,3 +199,20 @@ def test_poisson_waiting_times_match_pmf():
     freq = np.bincount(w, minlength=8)[:8] / len(w)
     np.testing.assert_allclose(freq, b.poisson_pmf(np.arange(8), 0.5), atol=0.005)
     assert b.poisson_pmf([0], 0.5)[0] == pytest.approx(math.exp(-0.5))
+
+
+# -- figures ---------------------------------------------------------------------------------
+def test_figures_draw():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    target = b.POST["estimate"].value
+    b.plot_readings(b.all_readings(), target)
+    b.plot_tornado(b.sensitivity(), b.lnp_flops(), target)
+    b.plot_lnp(np.zeros(20), np.ones(12), np.r_[np.ones(6), np.zeros(6)], np.array([0, 1, 0, 2]), 0.5)
+    hpcg, hpl = b.load_top1(benchmark="HPCG"), b.load_top1(benchmark="HPL")
+    fit = b.fit_doubling_time([e.year for e in hpcg], [e.flops for e in hpcg], n_boot=50)
+    fig = b.plot_extrapolation(2015, 0.58e15, {"a": 1.0, "b": 1.8, "c": 3.0}, target, hpcg, hpl, fit)
+    assert len(fig.axes[0].lines) >= 6
+    plt.close("all")
