@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="render the committed notebooks and the ledgers already in _build/ledgers")
 
     sub.add_parser("scoreboard", help="collect _build/ledgers/*.json into scoreboard.md")
+    sub.add_parser("sync-install", help="rewrite each notebook's Colab install cell from _config.yml's repository url")
 
     d = sub.add_parser("data", help="the data cache")
     d.add_argument("--seed", metavar="DIR", help="copy the MNIST files from DIR into the cache (checked)")
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             from .scoreboard import write_scoreboard
 
             print(f"wrote {write_scoreboard(runner.LEDGER_DIR, runner.REPO_ROOT / 'scoreboard.md')}")
+            return 0
+        if args.command == "sync-install":
+            from .colab import sync_install_cells
+
+            changed = sync_install_cells()
+            print("\n".join(f"updated {p.name}" for p in changed) or "every install cell is up to date")
             return 0
         params = [tuple(p) for p in args.parameter]
         if args.command == "run":

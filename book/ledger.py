@@ -233,8 +233,8 @@ class Ledger:
                 + ", ".join(f"{n} {v}" for v, n in self.counts().items()))
         lines = [head]
         for r in rows:  # one claim per block: id and verdict first, so each row reads on its own
-            lines.append(f"{r[0]:<9} {r[1]:<10}  post: {r[2]}  |  measured: {r[3]}  |  "
-                         f"criterion: {r[4]}" + (f"\n{'':<21} {r[5]}" if r[5] else ""))
+            fields = [f"post: {r[2]}"] + [f"{k}: {v}" for k, v in (("measured", r[3]), ("criterion", r[4])) if v]
+            lines.append(f"{r[0]:<9} {r[1]:<10}  " + "  |  ".join(fields) + (f"\n{'':<21} {r[5]}" if r[5] else ""))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

@@ -163,7 +163,7 @@ def _execute_inplace(chapter: Chapter) -> None:
 
 
 def run(names: Sequence[str] = (), raw_params: Sequence[tuple[str, str]] = (), *, quick: bool | None = None,
-        inplace: bool = False, progress: bool = True, out=sys.stdout) -> list[Outcome]:
+        inplace: bool = False, progress: bool = True, out=None) -> list[Outcome]:
     """Execute chapters in book order; print a summary; return the outcomes."""
     from tqdm.auto import tqdm
 
@@ -177,7 +177,7 @@ def run(names: Sequence[str] = (), raw_params: Sequence[tuple[str, str]] = (), *
         bar.set_postfix_str(chapter.name)
         outcomes.append(execute_chapter(chapter, per_chapter[chapter.name], inplace=inplace,
                                         progress=progress))
-    print(summary(outcomes), file=out)
+    print(summary(outcomes), file=out or sys.stdout)
     return outcomes
 
 
@@ -218,11 +218,12 @@ def stage_site(executed: bool) -> Path:
     return SITE_DIR
 
 
-def build_html(executed: bool, out=sys.stdout) -> int:
+def build_html(executed: bool, out=None) -> int:
     """Write the scoreboard, stage the site and render it with Jupyter Book into _build/html.
     Warnings are errors (-W), so a broken page fails the build."""
     from .scoreboard import write_scoreboard
 
+    out = out or sys.stdout
     write_scoreboard(LEDGER_DIR, REPO_ROOT / "scoreboard.md")
     site = stage_site(executed)
     jb = Path(sys.executable).with_name("jupyter-book")

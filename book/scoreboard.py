@@ -14,6 +14,13 @@ def _cell(text: Any) -> str:
     return _fmt(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _in_toc(name: str) -> bool:
+    from .chapters import REPO_ROOT
+
+    toc = REPO_ROOT / "_toc.yml"
+    return toc.exists() and f"notebooks/{name}" in toc.read_text(encoding="utf-8")
+
+
 def render_scoreboard(ledgers: list[dict[str, Any]]) -> str:
     by_chapter = {led["chapter"]: led for led in ledgers}
     lines = [
@@ -30,7 +37,7 @@ def render_scoreboard(ledgers: list[dict[str, Any]]) -> str:
     for name, chapter in CHAPTERS.items():
         ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
         led = by_chapter.get(name)
-        link = f"[{chapter.title}](notebooks/{name}.ipynb)" if led else chapter.title
+        link = f"[{chapter.title}](notebooks/{name}.ipynb)" if led and _in_toc(name) else chapter.title
         if led:
             counts = " | ".join(str(led["counts"].get(v, 0)) for v in VERDICTS)
             lines.append(f"| {link} | {led['mode']} | {led['device']} | {counts} | 0 |")

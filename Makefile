@@ -1,0 +1,45 @@
+# The README's two commands:
+#   make book   install, execute every chapter, render the book to _build/html
+#   make test   install, run the unit tests and every chapter under nbval (QUICK mode), render the book
+# Both create the virtual environment .venv in the repository on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED_MNIST ?= ../shared/data/mnist
+ARGS ?=
+
+export DETTMERS_BOOK_DATA ?= $(CURDIR)/.data
+export BOOK_LEDGER_DIR := $(CURDIR)/_build/ledgers
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: book test setup data unit notebooks html clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# MNIST into the cache: from a local copy when there is one (CI, offline machines), else downloaded.
+data: setup
+	@if [ -d "$(SHARED_MNIST)" ]; then $(PY) -m book data --seed "$(SHARED_MNIST)"; else $(PY) -m book data; fi
+
+book: setup data
+	$(PY) -m book build $(ARGS)
+
+# One pytest run: the unit tests, then every committed notebook executed once (QUICK, its defaults)
+# and compared with its committed outputs; the chapters' ledgers land in _build/ledgers, from
+# which the book is rendered without executing anything a second time.
+test: setup data
+	rm -rf "$(BOOK_LEDGER_DIR)"
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-cell-timeout=1200 \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(PY) -m book build --no-execute
+
+clean:
+	rm -rf _build scoreboard.md

@@ -1,0 +1,79 @@
+"""The chapter conventions, checked on every committed notebook; and the book's table of contents."""
+import re
+
+import nbformat
+import pytest
+
+from book.chapters import CHAPTERS, REPO_ROOT, available_chapters
+from book.colab import install_cell_source, repository_url
+from book.ledger import VERDICTS, claim_ids
+from book.runner import notebook_parameters
+
+NOTEBOOKS = available_chapters()
+
+
+def _tagged(nb, tag):
+    return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+
+
+def _output_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                parts.append(out["text"])
+            parts += [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(parts)
+
+
+def test_there_are_chapters():
+    assert any(c.name == "conv" for c in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=[c.name for c in NOTEBOOKS])
+def test_chapter_follows_the_conventions(chapter):
+    nb = nbformat.read(chapter.notebook, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert chapter.post_url in first.source, "the first cell links the post"
+
+    install = _tagged(nb, "install")
+    assert install and install[0].source == install_cell_source(), "run `python -m book sync-install`"
+
+    params = notebook_parameters(chapter.notebook)
+    assert params["QUICK"] is True, "committed notebooks are the quick (CI) run"
+    assert params["DEVICE"] == "auto" and isinstance(params["SEED"], int)
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[-1].source.strip() == "ledger.finish()", "the chapter ends with its ledger"
+    assert all(c.get("execution_count") for c in code if c.source.strip()), "committed with executed outputs"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"committed outputs hold an error: {errors[0].get('ename')}"
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=[c.name for c in NOTEBOOKS])
+def test_every_claim_shows_a_verdict_in_the_committed_outputs(chapter):
+    text = _output_text(nbformat.read(chapter.notebook, as_version=4))
+    ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
+    missing = [cid for cid in ids
+               if not re.search(re.escape(cid) + r"(?!\d)\s+(" + "|".join(VERDICTS) + ")", text)]
+    assert not missing, f"no verdict shown for {missing}"
+
+
+def test_the_toc_lists_exactly_the_chapters_present_in_book_order():
+    toc = (REPO_ROOT / "_toc.yml").read_text()
+    listed = re.findall(r"file:\s*notebooks/(\w+)", toc)
+    assert listed == [c.name for c in NOTEBOOKS]
+    assert "file: scoreboard" in toc
+
+
+def test_the_landing_page_names_every_chapter_and_post():
+    intro = (REPO_ROOT / "intro.md").read_text()
+    for chapter in CHAPTERS.values():
+        assert f"notebooks/{chapter.name}.ipynb" in intro and chapter.post_url in intro
+
+
+def test_the_repository_url_lives_in_config():
+    assert repository_url().startswith("https://")
+    assert repository_url() in install_cell_source()

@@ -1,0 +1,100 @@
+"""book.runner and `python -m book`: validation before work, papermill runs into _build, failures,
+summaries, the scoreboard. Uses tiny stand-in notebooks, so each run takes a kernel start only."""
+import json
+
+import nbformat
+import pytest
+
+from book import chapters, runner
+from book.__main__ import main
+from book.scoreboard import render_scoreboard
+
+
+def _notebook(body: str, extra_params: str = "") -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('QUICK = True\nDEVICE = "auto"\nSEED = 0\nSTEPS = 3\nRATE = 0.5' + extra_params)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), params, nbformat.v4.new_code_cell(body)]
+    return nb
+
+
+LEDGER_BODY = """
+import book
+S = book.start("conv", quick=QUICK, device=DEVICE, seed=SEED, STEPS=(STEPS, int))
+for i in range(1, 13):
+    S.ledger.check(f"conv-{i}", post=STEPS, measured=3)
+S.ledger.finish()
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """Point the registry and the runner at a temporary notebooks/ and _build/."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    monkeypatch.setattr(chapters, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(runner, "EXECUTED_DIR", tmp_path / "_build" / "executed")
+    monkeypatch.setattr(runner, "LEDGER_DIR", tmp_path / "_build" / "ledgers")
+    monkeypatch.setenv("BOOK_LEDGER_DIR", str(tmp_path / "_build" / "ledgers"))
+    nbformat.write(_notebook(LEDGER_BODY), nbdir / "conv.ipynb")
+    nbformat.write(_notebook("raise RuntimeError('chapter broke')"), nbdir / "brain.ipynb")
+    return tmp_path
+
+
+def test_unknown_chapter_and_parameters_are_rejected_before_running(sandbox, capsys):
+    assert main(["run", "nope"]) == 2
+    assert "unknown chapter 'nope'" in capsys.readouterr().err
+    assert main(["run", "conv", "-p", "STPES", "4"]) == 2
+    assert "unknown parameter 'STPES'" in capsys.readouterr().err
+    assert main(["run", "conv", "-p", "STEPS", "many"]) == 2
+    assert "takes int" in capsys.readouterr().err
+    assert main(["run", "conv", "-p", "QUICK", "False"]) == 2
+    assert main(["run", "conv", "--inplace", "-p", "STEPS", "4"]) == 2
+    assert main(["run", "mp"]) == 2  # registered, but no notebook here
+    assert not runner.EXECUTED_DIR.exists()
+
+
+def test_parameter_values_are_typed():
+    assert runner.parse_value("5") == 5 and runner.parse_value("0.1") == 0.1
+    assert runner.parse_value("True") is True and runner.parse_value("cpu") == "cpu"
+
+
+def test_int_is_accepted_for_a_float_parameter(sandbox):
+    _, per_chapter = runner.resolve(["conv"], [("RATE", "1")], quick=False)
+    assert per_chapter["conv"] == {"RATE": 1, "QUICK": False}
+
+
+def test_run_writes_into_build_never_over_the_source(sandbox, capsys):
+    source = (sandbox / "notebooks" / "conv.ipynb").read_bytes()
+    assert main(["run", "conv", "-p", "STEPS", "4", "--no-progress"]) == 0
+    assert (sandbox / "notebooks" / "conv.ipynb").read_bytes() == source
+    executed = nbformat.read(runner.EXECUTED_DIR / "conv.ipynb", as_version=4)
+    assert any("STEPS = 4" in c.source for c in executed.cells)
+    ledger = json.loads((runner.LEDGER_DIR / "conv.json").read_text())
+    assert ledger["counts"]["differs"] == 12  # post=STEPS=4 against measured 3
+    assert "conv" in capsys.readouterr().out
+
+
+def test_a_failing_chapter_fails_the_run_but_the_others_still_run(sandbox, capsys):
+    assert main(["run", "conv", "brain", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "chapter broke" in out and "1 chapter(s) failed: brain" in out
+    assert (runner.LEDGER_DIR / "conv.json").exists()
+
+
+def test_inplace_refreshes_the_committed_outputs(sandbox):
+    assert main(["run", "conv", "--inplace", "--no-progress"]) == 0
+    nb = nbformat.read(sandbox / "notebooks" / "conv.ipynb", as_version=4)
+    assert nb.cells[-1].outputs, "outputs were saved into the notebook"
+    assert "execution" not in nb.cells[-1].metadata
+
+
+def test_scoreboard_lists_every_claim(tmp_path):
+    ledger = {"chapter": "conv", "mode": "quick", "device": "cpu",
+              "counts": {"reproduced": 1, "differs": 0, "needs-gpu": 0, "cited": 0},
+              "claims": [{"id": "conv-3", "verdict": "reproduced", "claim": "a | b", "post": 1, "measured": 2,
+                          "tolerance": "exact", "mode": "quick", "device": "cpu", "volatile": True, "source": ""}]}
+    page = render_scoreboard([ledger])
+    assert "| conv-3 | ✅ reproduced | a \\| b | 1 | ⟨2⟩ |" in page
+    assert "| conv-4 | not run |" in page and "| dp-1 | not run |" in page

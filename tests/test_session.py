@@ -1,0 +1,49 @@
+"""book.session and book.device: parameters checked before work, seeds, device choice."""
+import numpy as np
+import pytest
+import torch
+
+import book
+from book.device import describe, pick_device, seed_everything
+
+
+def test_start_checks_parameter_types_first():
+    with pytest.raises(TypeError, match="QUICK must be bool"):
+        book.start("conv", quick="yes", device="auto", seed=0)
+    with pytest.raises(TypeError, match="SEED must be int"):
+        book.start("conv", quick=True, device="auto", seed=1.5)
+    with pytest.raises(TypeError, match="SEED must be int"):
+        book.start("conv", quick=True, device="auto", seed=True)
+    with pytest.raises(TypeError, match="EPOCHS must be int"):
+        book.start("conv", quick=True, device="auto", seed=0, EPOCHS=("3", int))
+    with pytest.raises(ValueError, match="unknown chapter"):
+        book.start("convolution", quick=True, device="auto", seed=0)
+
+
+def test_start_seeds_and_opens_the_ledger(capsys):
+    s = book.start("conv", quick=False, device="cpu", seed=7)
+    first = torch.rand(3), np.random.rand()
+    book.start("conv", quick=False, device="cpu", seed=7)
+    assert torch.equal(first[0], torch.rand(3)) and first[1] == np.random.rand()
+    assert s.ledger.mode == "full" and s.device == torch.device("cpu")
+    out = capsys.readouterr().out
+    assert "mode: full" in out and "device: cpu" in out
+
+
+def test_device_choice():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device("auto").type == expected
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="not a device"):
+        pick_device("tpu7")
+    with pytest.raises(TypeError):
+        pick_device(None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees none"):
+            pick_device("cuda")
+    assert describe(torch.device("cpu")).startswith("device: cpu")
+
+
+def test_seed_everything_rejects_non_integers():
+    with pytest.raises(TypeError):
+        seed_everything("0")
