@@ -321,6 +321,17 @@ def launch(fn: Callable, world_size: int, args: Sequence = (), **pool_options: A
         return pool.run(fn, *args)
 
 
+def run_here(fn: Callable, *args: Any, device: str | torch.device = "cpu", threads: int = 1) -> Any:
+    """Run a worker function as the only worker (world size 1) in this process, on `threads`
+    threads like one pool worker of two on two cores — the single-worker baseline of a sweep."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(Worker(0, 1, torch.device(device)), *args)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def port_is_free(port: int) -> bool:
     """True when nothing listens on `port` of the loopback interface (used by the tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -583,17 +594,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_time(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> float:
+def _best_time(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> float:
+    """Fastest of `reps` timed calls after `warmup`: on a machine shared with other jobs the
+    minimum is the least disturbed estimate of what the code itself costs."""
     for _ in range(warmup):
         fn()
-    times = []
+    best = float("inf")
     for _ in range(reps):
         _sync(device)
         t0 = time.perf_counter()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _agree(value: float) -> float:
@@ -606,20 +619,21 @@ def _agree(value: float) -> float:
 
 
 def allreduce_sweep(w: Worker, sizes_bytes: Sequence[int], reps: int) -> list[float]:
-    """Median seconds of a bare dist.all_reduce of float32 tensors of each size (slowest rank)."""
+    """Seconds (best of `reps`) of a bare dist.all_reduce of float32 tensors of each size (slowest rank)."""
     times = []
     for nbytes in sizes_bytes:
         t = torch.ones(max(1, nbytes // 4), device=w.device)
         w.barrier()
-        times.append(_agree(_median_time(lambda: dist.all_reduce(t), w.device, reps)))
+        times.append(_agree(_best_time(lambda: dist.all_reduce(t), w.device, reps)))
     return times
 
 
 def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
-                   bucket_mb: float | None = None) -> dict[str, float]:
-    """Median time of a data-parallel step (forward, backward, gradient average) with this
+                   bucket_mb: float | None = None, parts: Sequence[str] = ("compute", "allreduce", "bare")
+                   ) -> dict[str, float]:
+    """Time (best of `reps`) of a data-parallel step (forward, backward, gradient average) with this
     worker's batch of `per_worker_batch`, the time of its all-reduce alone and of a bare
-    dist.all_reduce of the same bytes. With `bucket_mb`, the step is torch's
+    dist.all_reduce of the same bytes (`parts` picks which of these besides the step). With `bucket_mb`, the step is torch's
     DistributedDataParallel with buckets of that size, overlapping all-reduce with backward."""
     gen = torch.Generator().manual_seed(1234 + w.rank)
     x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
@@ -639,15 +653,18 @@ def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
             nn.functional.cross_entropy(model(x), y).backward()
 
         w.barrier()
-        result["step"] = _agree(_median_time(step, w.device, reps))
-        w.barrier()
-        result["compute"] = _agree(_median_time(compute, w.device, reps))
-        w.barrier()
-        result["allreduce_in_step"] = _agree(_median_time(grads.average, w.device, reps))
-        bare = torch.ones_like(grads.flat)
-        w.barrier()
-        result["bare_allreduce"] = (_agree(_median_time(lambda: dist.all_reduce(bare), w.device, reps))
-                                    if w.world_size > 1 else 0.0)
+        result["step"] = _agree(_best_time(step, w.device, reps))
+        if "compute" in parts:
+            w.barrier()
+            result["compute"] = _agree(_best_time(compute, w.device, reps))
+        if "allreduce" in parts:
+            w.barrier()
+            result["allreduce_in_step"] = _agree(_best_time(grads.average, w.device, reps))
+        if "bare" in parts:
+            bare = torch.ones_like(grads.flat)
+            w.barrier()
+            result["bare_allreduce"] = (_agree(_best_time(lambda: dist.all_reduce(bare), w.device, reps))
+                                        if w.world_size > 1 else 0.0)
         result["bytes"] = grads.flat.numel() * grads.flat.element_size()
     else:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -659,7 +676,7 @@ def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
             nn.functional.cross_entropy(ddp(x), y).backward()
 
         w.barrier()
-        result["step"] = _agree(_median_time(step, w.device, reps))
+        result["step"] = _agree(_best_time(step, w.device, reps))
     return result
 
 
@@ -669,7 +686,7 @@ def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
     `bucket_mb` all-reduced while backward goes on), interleaved over `rounds` to share noise."""
     off, on = [], []
     for _ in range(rounds):
-        off.append(dp_step_timing(w, widths, per_worker_batch, reps)["step"])
+        off.append(dp_step_timing(w, widths, per_worker_batch, reps, parts=())["step"])
         on.append(dp_step_timing(w, widths, per_worker_batch, reps, bucket_mb=bucket_mb)["step"])
     return {"off": off, "on": on}
 
@@ -707,32 +724,139 @@ def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: 
                 row[f"{name}_elements"] = w.traffic.total_elements()
                 w.traffic.enabled = False
                 w.barrier()
-                row[f"{name}_time"] = _agree(_median_time(step, w.device, reps))
+                row[f"{name}_time"] = _agree(_best_time(step, w.device, reps))
                 w.traffic.enabled = True
             rows.append(row)
     return rows
 
 
 def matmul_throughput(batches: Sequence[int], n: int = 1000, *, device: str | torch.device = "cpu",
-                      reps: int = 20, dtype=torch.float32) -> list[float]:
-    """Best-of-`reps` GFLOP/s of (batch × n) · (n × n) for each batch size, in this process."""
+                      reps: int = 20, dtype=torch.float32, cpu_threads: int | None = 1) -> list[float]:
+    """Best-of-`reps` GFLOP/s of (batch × n) · (n × n) for each batch size, in this process.
+    Each sample repeats the product until it lasts ≥ 2 ms (timer resolution, launch overhead).
+    On the CPU it runs on `cpu_threads` threads (default one: on a shared machine, timings of
+    several threads measure the other jobs as much as the matrix multiply)."""
     device = torch.device(device)
+    if any(not isinstance(b, int) or b < 1 for b in batches):
+        raise ValueError(f"batch sizes must be positive ints, not {list(batches)!r}")
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
-    out = []
-    for b in batches:
-        x = torch.randn(b, n, generator=gen, dtype=dtype).to(device)
-        for _ in range(3):
-            x @ w
-        best = float("inf")
-        for _ in range(reps):
-            _sync(device)
-            t0 = time.perf_counter()
-            x @ w
-            _sync(device)
-            best = min(best, time.perf_counter() - t0)
-        out.append(2 * b * n * n / best / 1e9)
-    return out
+    previous = torch.get_num_threads()
+    if device.type == "cpu" and cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    try:
+        out = []
+        for b in batches:
+            x = torch.randn(b, n, generator=gen, dtype=dtype).to(device)
+            inner = 1
+            while True:  # calibrate: enough products per sample to last ≥ 2 ms
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    x @ w
+                _sync(device)
+                if time.perf_counter() - t0 >= 2e-3 or inner >= 2 ** 16:
+                    break
+                inner *= 2
+            best = float("inf")
+            for _ in range(reps):
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    x @ w
+                _sync(device)
+                best = min(best, (time.perf_counter() - t0) / inner)
+            out.append(2 * b * n * n / best / 1e9)
+        return out
+    finally:
+        torch.set_num_threads(previous)
+
+
+# -- the posts' arithmetic ------------------------------------------------------------------------
+def transfer_ms_post(nbytes: float, gbit_per_s: float) -> float:
+    """Milliseconds to send `nbytes` the way the post's 0.75 ms comes out: the card's Gbit/s
+    divided by 8 and read as binary gigabytes (1024³ bytes) per second."""
+    return nbytes / (gbit_per_s / 8 * 1024 ** 3) * 1e3
+
+
+def transfer_ms_plain(nbytes: float, gbit_per_s: float) -> float:
+    """Milliseconds to send `nbytes` over `gbit_per_s` in SI units (1 Gbit = 10⁹ bit)."""
+    return nbytes * 8 / (gbit_per_s * 1e9) * 1e3
+
+
+def naive_exchange_ms(nodes: int, gpus_per_node: int, network_ms: float, pcie_ms: float,
+                      serialised: bool) -> float:
+    """The post's model of data parallelism without all-reduce: every GPU sends its whole gradient
+    to every other GPU. Peers on other nodes go through the network card, peers on the same node
+    over PCIe, both at once; `serialised`: only one GPU per node can use the card at a time."""
+    network_peers = (nodes - 1) * gpus_per_node
+    pcie_peers = gpus_per_node - 1
+    per_gpu = max(network_peers * network_ms, pcie_peers * pcie_ms)
+    return per_gpu * gpus_per_node if serialised else per_gpu
+
+
+def ring_allreduce_ms(nbytes: float, workers: int, gbit_per_s: float) -> float:
+    """A ring all-reduce sends 2(N-1)/N of the gradient per worker, whatever N (plain units)."""
+    return transfer_ms_plain(2 * (workers - 1) / workers * nbytes, gbit_per_s)
+
+
+# -- the hybrid: data-parallel convolutions, model-parallel dense layers -----------------------------
+def alexnet_like(classes: int = 1000) -> tuple[nn.Sequential, nn.Sequential]:
+    """A single-column AlexNet (the net of Krizhevsky's 'one weird trick' paper, 224×224 inputs):
+    the convolutional part and the dense part, as real torch modules whose shapes we count."""
+    conv = nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten())
+    dense = nn.Sequential(nn.Linear(9216, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
+                          nn.Linear(4096, classes))
+    return conv, dense
+
+
+def _weighted_layers(net: nn.Sequential, example: torch.Tensor) -> list[dict[str, int]]:
+    """Per layer with weights: parameters, input and output elements per example (by running it)."""
+    rows, x = [], example
+    for m in net:
+        y = m(x)
+        if any(True for _ in m.parameters()):
+            rows.append({"params": sum(p.numel() for p in m.parameters()),
+                         "inputs": x[0].numel(), "outputs": y[0].numel()})
+        x = y
+    return rows
+
+
+def hybrid_traffic(conv: nn.Sequential, dense: nn.Sequential, image_shape: Sequence[int],
+                   batch_per_worker: int, workers: int) -> dict[str, float]:
+    """Elements each worker sends per training step (ring volumes, as `Traffic` counts them) for
+    a net of a convolutional and a dense part, with the global batch workers × batch_per_worker:
+    - data: every parameter's gradient all-reduced;
+    - model: every weighted layer split (the cheaper of the two splits per layer), whole batch on
+      every worker: per layer an all-reduce of one activation and an all-gather of 1/N of another;
+    - hybrid: convolution gradients all-reduced; the features at the boundary all-gathered so the
+      dense layers see the whole batch (and their deltas sent back the same way); dense layers split.
+    """
+    n, batch = workers, workers * batch_per_worker
+    with torch.no_grad():
+        conv_rows = _weighted_layers(conv, torch.zeros(1, *image_shape))
+        features = conv(torch.zeros(1, *image_shape))[0].numel()
+        dense_rows = _weighted_layers(dense, torch.zeros(1, features))
+    reduce, gather = 2 * (n - 1) / n, (n - 1) / n  # all-gather of 1/N blocks: (N-1)·(total/N)
+
+    def model_parallel(rows):
+        return sum(min(batch * (reduce * r["outputs"] + gather * r["inputs"]),   # first-dim split
+                       batch * (gather * r["outputs"] + reduce * r["inputs"]))   # second-dim split
+                   for r in rows)
+
+    conv_params = sum(r["params"] for r in conv_rows)
+    dense_params = sum(r["params"] for r in dense_rows)
+    data = reduce * (conv_params + dense_params)
+    model = model_parallel(conv_rows + dense_rows)
+    boundary = 2 * (n - 1) * batch_per_worker * features  # gather the features, return their deltas
+    hybrid = reduce * conv_params + boundary + model_parallel(dense_rows)
+    return {"data": data, "model": model, "hybrid": hybrid, "conv_params": conv_params,
+            "dense_params": dense_params, "features": features, "boundary": boundary}
 
 
 # -- worker functions used by the tests (module level: spawn imports them) -----------------------
