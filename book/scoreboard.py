@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Any
 
 from .chapters import CHAPTERS
-from .ledger import VERDICTS, _fmt, claim_ids, read_ledgers
+from .ledger import VERDICTS, _fmt, claim_ids, load_claims, read_ledgers
 
-_BADGE = {"reproduced": "✅ reproduced", "differs": "⚠️ differs", "needs-gpu": "🖥️ needs-gpu", "cited": "📖 cited"}
+def _badge(verdict: str) -> str:
+    return f'<span class="verdict verdict-{verdict.replace(" ", "-")}">{verdict}</span>'
 
 
 def _cell(text: Any) -> str:
@@ -31,7 +32,7 @@ def render_scoreboard(ledgers: list[dict[str, Any]]) -> str:
         "*needs-gpu*: this run had no GPU, the same code checks it on one; *cited*: a quoted fact, with",
         "its source. Values in ⟨ ⟩ are timings of the run's machine.",
         "",
-        "| chapter | mode | device | " + " | ".join(VERDICTS) + " | not run |",
+        "| chapter | mode | device | " + " | ".join(_badge(v) for v in VERDICTS) + " | not run |",
         "|---|---|---|" + "---|" * (len(VERDICTS) + 1),
     ]
     for name, chapter in CHAPTERS.items():
@@ -43,24 +44,25 @@ def render_scoreboard(ledgers: list[dict[str, Any]]) -> str:
             lines.append(f"| {link} | {led['mode']} | {led['device']} | {counts} | 0 |")
         else:
             lines.append(f"| {link} | – | – | " + " | ".join("0" for _ in VERDICTS) + f" | {len(ids)} |")
-    lines += ["", "## Every claim", "",
-              "| id | verdict | claim | post | measured | criterion | mode | device |",
-              "|---|---|---|---|---|---|---|---|"]
     for name, chapter in CHAPTERS.items():
         led = by_chapter.get(name)
+        title = f"[{chapter.title}](notebooks/{name}.ipynb)" if led and _in_toc(name) else chapter.title
+        run = f" — {led['mode']} mode, {led['device']}" if led else " — not run"
+        lines += ["", f"## {title}{run}", "", "| id | verdict | claim | post | measured | criterion or source |",
+                  "|---|---|---|---|---|---|"]
         rows = {row["id"]: row for row in (led["claims"] if led else [])}
         for p in chapter.prefixes:
             for cid in claim_ids(p):
                 row = rows.get(cid)
                 if row is None:
-                    lines.append(f"| {cid} | not run | | | | | | |")
+                    lines.append(f"| {cid} | {_badge('not run')} | {_cell(load_claims()[cid])} | | | |")
                     continue
                 measured = _cell(row["measured"])
                 if row.get("volatile") and measured:
                     measured = f"⟨{measured}⟩"
                 criterion = row["tolerance"] or (f"source: {row['source']}" if row.get("source") else "")
-                lines.append(f"| {cid} | {_BADGE[row['verdict']]} | {_cell(row['claim'])} | {_cell(row['post'])} "
-                             f"| {measured} | {_cell(criterion)} | {row['mode']} | {row['device']} |")
+                lines.append(f"| {cid} | {_badge(row['verdict'])} | {_cell(row['claim'])} | {_cell(row['post'])} "
+                             f"| {measured} | {_cell(criterion)} |")
     return "\n".join(lines) + "\n"
 
 

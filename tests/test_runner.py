@@ -96,5 +96,5 @@ def test_scoreboard_lists_every_claim(tmp_path):
               "claims": [{"id": "conv-3", "verdict": "reproduced", "claim": "a | b", "post": 1, "measured": 2,
                           "tolerance": "exact", "mode": "quick", "device": "cpu", "volatile": True, "source": ""}]}
     page = render_scoreboard([ledger])
-    assert "| conv-3 | ✅ reproduced | a \\| b | 1 | ⟨2⟩ |" in page
-    assert "| conv-4 | not run |" in page and "| dp-1 | not run |" in page
+    assert '| conv-3 | <span class="verdict verdict-reproduced">reproduced</span> | a \\| b | 1 | ⟨2⟩ |' in page
+    assert "| conv-4 | <span" in page and "verdict-not-run" in page and "## Data parallelism — not run" in page
