@@ -93,6 +93,17 @@ class Entry:
         text = _fmt(self.measured)
         return f"⟨{text}⟩" if self.volatile and text else text
 
+    def __repr__(self) -> str:
+        """One line, verdict first: what a chapter shows right where it checks a claim."""
+        parts = [f"post: {_fmt(self.post)}"]
+        if self.measured is not None:
+            parts.append(f"measured: {self.measured_text()}")
+        if self.tolerance:
+            parts.append(f"criterion: {self.tolerance}")
+        if self.source:
+            parts.append(f"source: {self.source}")
+        return f"{self.id} {self.verdict} — " + " | ".join(parts) + (f"\n  {self.note}" if self.note else "")
+
 
 def _within(post: Any, measured: Any, tol: float, rel_tol: float) -> bool:
     if isinstance(post, (list, tuple)) or isinstance(measured, (list, tuple)):
@@ -218,7 +229,7 @@ class Ledger:
         return self
 
     # -- display ---------------------------------------------------------------------------
-    _COLUMNS = ("id", "verdict", "post", "measured", "tolerance", "note")
+    _COLUMNS = ("id", "verdict", "post", "measured", "criterion", "note")
 
     def _rows(self) -> list[list[str]]:
         rows = []
@@ -244,7 +255,9 @@ class Ledger:
         for r in self._rows():
             cells = [html.escape(x) for x in r]
             cells[1] = f'<b style="color:{colours[r[1]]}">{cells[1]}</b>'
-            body.append("<tr>" + "".join(f'<td style="text-align:left">{c}</td>' for c in cells) + "</tr>")
+            body.append("<tr>" + "".join(
+                f'<td style="text-align:left{"; white-space:nowrap" if i < 2 else ""}">{c}</td>'
+                for i, c in enumerate(cells)) + "</tr>")
         counts = ", ".join(f"{n} {v}" for v, n in self.counts().items())
         return (f"<p><b>Ledger</b> — mode <code>{self.mode}</code>, device <code>{html.escape(self.device)}"
                 f"</code>: {counts}</p><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
