@@ -1,0 +1,106 @@
+"""Tests of book.outliers: site names, the paper's outlier criteria, activation capture with
+padding masked out, the feature-removal example and (one test) the shipped MiniLM through int8."""
+import pytest
+import torch
+
+from book import outliers
+
+
+def test_site_of_bert_and_opt_names():
+    assert outliers.site_of("layer.3.attention.self.query") == (3, "attn-in")
+    assert outliers.site_of("layer.3.attention.self.key") is None        # shares the query's input
+    assert outliers.site_of("encoder.layer.0.attention.output.dense") == (0, "attn-out")
+    assert outliers.site_of("encoder.layer.5.intermediate.dense") == (5, "ffn-in")
+    assert outliers.site_of("encoder.layer.5.output.dense") == (5, "ffn-out")
+    assert outliers.site_of("model.decoder.layers.11.self_attn.q_proj") == (11, "attn-in")
+    assert outliers.site_of("model.decoder.layers.11.self_attn.out_proj") == (11, "attn-out")
+    assert outliers.site_of("model.decoder.layers.2.fc1") == (2, "ffn-in")
+    assert outliers.site_of("model.decoder.layers.2.fc2") == (2, "ffn-out")
+    assert outliers.site_of("pooler.dense") is None
+
+
+def _capture(fracs: dict, layers=5, width=8, positions=100, magnitude=6.0):
+    """A synthetic Capture: fracs[(layer, site)] = {dim: share of positions at |x| = 2*magnitude}."""
+    cap = outliers.Capture(magnitude)
+    for layer in range(layers):
+        for site in outliers.HIDDEN_SITES:
+            x = torch.zeros(positions, width)
+            for dim, share in fracs.get((layer, site), {}).items():
+                x[: int(share * positions), dim] = -2 * magnitude
+            stats = outliers.SiteStats(layer, site, width)
+            stats.update(x, magnitude)
+            cap.sites[(layer, site)] = stats
+    return cap
+
+
+def test_outlier_criteria_need_layers_and_positions():
+    cap = _capture({
+        (0, "ffn-in"): {3: 0.5, 5: 0.05},   # dim 5 below 6 % of positions
+        (1, "attn-in"): {3: 0.10, 5: 0.05},
+        (2, "ffn-in"): {6: 0.9},             # dim 6: a single layer of five (< 25 %)
+    })
+    table = outliers.outlier_features(cap)
+    assert table["dim"].tolist() == [3]
+    row = table.iloc[0]
+    assert row["layers"] == [0, 1] and row["layer_fraction"] == 0.4
+    assert row["sublayers"] == "attn-in, ffn-in" and row["sign"] == "-" and row["max_abs"] == 12.0
+    assert outliers.outlier_features(cap, layer_fraction=0.2)["dim"].tolist() == [3, 6]
+    everywhere = _capture({(l, s): {3: 0.1} for l in range(5) for s in outliers.HIDDEN_SITES})
+    assert outliers.coordination(everywhere) == (3, 1.0)
+
+
+def test_capture_counts_only_real_tokens():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    model = BertModel(config).eval()
+    ids = torch.randint(1, 50, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 4:] = 0
+    mask[2, 2:] = 0
+    cap = outliers.capture_linear_inputs(model, lambda b: model(**b),
+                                         [{"input_ids": ids, "attention_mask": mask}], magnitude=0.5)
+    assert sorted(cap.sites) == [(l, s) for l in range(2) for s in outliers.SITES]
+    assert all(s.positions == int(mask.sum()) for s in cap.sites.values())
+    assert cap.sites[(0, "ffn-out")].width == 32
+    # the statistics are those of the real tokens' inputs
+    seen = {}
+    def keep(module, inputs):
+        seen["x"] = inputs[0][mask.bool()]
+    hook = model.encoder.layer[1].intermediate.dense.register_forward_pre_hook(keep)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+    hook.remove()
+    assert torch.allclose(cap.sites[(1, "ffn-in")].max_abs, seen["x"].abs().amax(0))
+
+
+def test_feature_removal_reproduces_the_posts_matrix():
+    out = outliers.feature_removal()
+    assert torch.allclose(out, torch.tensor([[0, 0.5, 0.5, 0]] * 4, dtype=torch.float64), atol=1e-12)
+    with pytest.raises(ValueError, match="cannot multiply"):
+        outliers.feature_removal([[1, 2]], [[1, 2]])
+
+
+def test_text_sample_and_fidelity():
+    labels, sentences = outliers.load_text_sample(per_post=3)
+    assert len(sentences) == 3 * len(set(labels)) and all(len(s.split()) >= 8 for s in sentences)
+    e = torch.nn.functional.normalize(torch.randn(6, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+    f = outliers.fidelity(e, e, ["a", "a", "b", "b", "c", "c"])
+    assert f["mean_cosine"] == pytest.approx(1.0) and f["neighbour_agreement"] == 1.0
+
+
+def test_minilm_outliers_and_int8_fidelity():
+    model = outliers.load_minilm("cpu")
+    labels, sentences = outliers.load_text_sample(per_post=2)
+    cap = outliers.capture_minilm(model, sentences)
+    assert len(cap.sites) == 24
+    assert max(float(s.max_abs.max()) for s in cap.sites.values()) > 6      # MiniLM has |x| >= 6
+    reference = outliers.embed(model, sentences)
+    cos = {}
+    for scheme in ("tensor", "llm.int8"):
+        variant = outliers.quantized_copy(model, scheme)
+        cos[scheme] = outliers.fidelity(reference, outliers.embed(variant, sentences), labels)["mean_cosine"]
+    assert 0.99 < cos["llm.int8"] < 1 and cos["tensor"] < cos["llm.int8"]
+    assert outliers.outlier_share(variant) > 0
