@@ -380,6 +380,23 @@ def deep_sigmoid_mlp(depth: int = 8, width: int = 64, seed: int = 0) -> torch.nn
 PRECISION_MODES = ("fp32", "fp16", "fp16+loss scaling", "bf16")
 
 
+class torch_threads:
+    """Run a block with `n` torch threads (then restore): a small net's ops are too short to gain
+    from a thread pool, and on a busy machine the pool's synchronisation costs far more than it gives."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
+
+    def __enter__(self):
+        self.prev = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.prev)
+        return False
+
+
 def train_low_precision(mode: str, x: torch.Tensor, y: torch.Tensor, *, steps: int = 100,
                         batch: int = 128, lr: float = 1e-3, seed: int = 0, depth: int = 8,
                         init_scale: float = 2.0**24, device: str | torch.device = "cpu") -> dict:
@@ -390,6 +407,15 @@ def train_low_precision(mode: str, x: torch.Tensor, y: torch.Tensor, *, steps: i
     scaler's skipped steps and final scale."""
     if mode not in PRECISION_MODES:
         raise ValueError(f"mode must be one of {PRECISION_MODES}, not {mode!r}")
+    if torch.device(device).type == "cpu":
+        with torch_threads(1):
+            return _train_low_precision(mode, x, y, steps=steps, batch=batch, lr=lr, seed=seed, depth=depth,
+                                        init_scale=init_scale, device=device)
+    return _train_low_precision(mode, x, y, steps=steps, batch=batch, lr=lr, seed=seed, depth=depth,
+                                init_scale=init_scale, device=device)
+
+
+def _train_low_precision(mode, x, y, *, steps, batch, lr, seed, depth, init_scale, device) -> dict:
     dev = torch.device(device)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "fp16+loss scaling": torch.float16,
              "bf16": torch.bfloat16}[mode]
@@ -477,6 +503,26 @@ def compressed_size_ratio(w: torch.Tensor, metadata_bits: int = 2) -> dict:
     return {"values_only": vals / dense, "with_metadata": (vals + meta) / dense}
 
 
+def measure_sparse_speedup(n: int, device: torch.device, repeats: int = 10) -> dict:
+    """On a GPU with 2:4 sparse Tensor Cores (compute capability ≥ 8.0): time a fp16 n×n matmul with
+    a 2:4-pruned weight, dense and as torch's semi-structured sparse tensor; returns both times and
+    the speedup. Raises RuntimeError where semi-structured sparsity is not available."""
+    if device.type != "cuda":
+        raise RuntimeError("2:4 sparse Tensor Cores need a CUDA GPU")
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        raise RuntimeError("2:4 sparse Tensor Cores need compute capability 8.0 or newer")
+    from torch.sparse import to_sparse_semi_structured
+
+    g = torch.Generator(device=device).manual_seed(0)
+    w = prune_2_4(torch.randn(n, n, device=device, dtype=torch.float16, generator=g))
+    x = torch.randn(n, n, device=device, dtype=torch.float16, generator=g)
+    ws = to_sparse_semi_structured(w)
+    err = float((torch.mm(ws, x) - torch.mm(w, x)).abs().max())
+    dense = time_fn(lambda: torch.mm(w, x), device, repeats=repeats, inner=10)
+    sparse = time_fn(lambda: torch.mm(ws, x), device, repeats=repeats, inner=10)
+    return {"n": n, "dense_s": dense, "sparse_s": sparse, "speedup": dense / sparse, "max_abs_diff": err}
+
+
 # ---------------------------------------------------------------------------------------------
 # gpu-8 … gpu-12: power, electricity, cloud vs desktop, perf per dollar
 # ---------------------------------------------------------------------------------------------
@@ -499,12 +545,14 @@ def electricity_cost_per_year(watts: float, utilization: float, usd_per_kwh: flo
     return electricity_kwh_per_year(watts, utilization) * usd_per_kwh
 
 
-def power_limited_speed(tdp_w: float, limit_w: float, exponent: float = 3.0) -> float:
+def power_limited_speed(tdp_w: float, limit_w, exponent: float = 3.0):
     """First-order DVFS model: dynamic power ∝ f·V² with V ∝ f, so P ∝ f³ and a compute-bound
-    kernel's speed ∝ P^(1/3). Returns the speed at `limit_w` relative to `tdp_w`."""
-    if not 0 < limit_w <= tdp_w:
+    kernel's speed ∝ P^(1/3). Returns the speed at `limit_w` (a number or an array) relative to `tdp_w`."""
+    limits = np.asarray(limit_w, dtype=float)
+    if not (np.all(limits > 0) and np.all(limits <= tdp_w)):
         raise ValueError("need 0 < limit_w ≤ tdp_w")
-    return (limit_w / tdp_w) ** (1 / exponent)
+    out = (limits / tdp_w) ** (1 / exponent)
+    return float(out) if out.ndim == 0 else out
 
 
 @dataclass(frozen=True)
@@ -581,6 +629,18 @@ def perf_per_dollar(specs, precision: str = "16-bit", *, years: float = 5, usd_p
                         "perf_per_dollar": ppd / ppd.max(), "price_date": specs["price_date"],
                         "price_kind": specs["price_kind"]})
     return out.sort_values("perf_per_dollar", ascending=False)
+
+
+def price_to_match(specs, card: str, rival: str, precision: str = "8-bit", **kw) -> float:
+    """The price of `card` at which its perf/$ equals `rival`'s (everything else as in
+    `perf_per_dollar`): below it, `card` is the more cost-effective."""
+    t = perf_per_dollar(specs, precision, **kw)
+    for name in (card, rival):
+        if name not in t.index:
+            raise KeyError(f"{name!r} is not in the spec table")
+    rival_ppd = t.loc[rival, "relative_perf"] / t.loc[rival, "total_usd"]
+    other = t.loc[card, "total_usd"] - t.loc[card, "price_usd"]
+    return float(t.loc[card, "relative_perf"] / rival_ppd - other)
 
 
 def recommend(memory_gb: float, precision: str, budget_usd: float, specs=None, *,

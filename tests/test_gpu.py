@@ -273,3 +273,25 @@ def test_roofline_and_spec_lookup():
     assert G.gpu_spec_for("NVIDIA GeForce RTX 4070 Ti", specs).name == "RTX 4070 Ti"
     assert G.gpu_spec_for("NVIDIA GeForce RTX 3060", specs).name == "RTX 3060 12GB"
     assert G.gpu_spec_for("Tesla T4", specs) is None
+
+
+def test_price_to_match():
+    specs = G.load_specs()
+    p = G.price_to_match(specs, "RTX 4090", "RTX 4070 Ti", "8-bit")
+    s2 = specs.copy()
+    s2["price_usd"] = s2["price_usd"].astype(float)
+    s2.loc["RTX 4090", "price_usd"] = p
+    t = G.perf_per_dollar(s2, "8-bit")
+    assert t.loc["RTX 4090", "perf_per_dollar"] == pytest.approx(t.loc["RTX 4070 Ti", "perf_per_dollar"])
+
+
+def test_sparse_speedup_needs_a_gpu():
+    with pytest.raises(RuntimeError):
+        G.measure_sparse_speedup(64, torch.device("cpu"))
+
+
+def test_torch_threads_restores():
+    before = torch.get_num_threads()
+    with G.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
