@@ -25,7 +25,6 @@ import os
 import queue
 import shutil
 import socket
-import statistics
 import tempfile
 import time
 import traceback
@@ -353,32 +352,34 @@ class FlatGradients:
         total = sum(p.numel() for p in self.params)
         ref = self.params[0]
         self.flat = torch.zeros(total, dtype=ref.dtype, device=ref.device)
-        offset = 0
+        self.views, offset = [], 0
         for p in self.params:
-            p.grad = self.flat[offset:offset + p.numel()].view_as(p)
+            self.views.append(self.flat[offset:offset + p.numel()].view_as(p))
+            p.grad = self.views[-1]
             offset += p.numel()
 
     def zero(self) -> None:
         self.flat.zero_()
 
     def _repair(self) -> None:
-        # autograd accumulates into an existing .grad in place; if anything replaced a .grad,
-        # copy it back into the flat buffer (and restore the view) so the all-reduce sees it.
-        offset = 0
-        for p in self.params:
-            view = self.flat[offset:offset + p.numel()].view_as(p)
-            if p.grad is None or p.grad.data_ptr() != view.data_ptr():
-                if p.grad is not None:
+        # autograd accumulates into an existing .grad in place; if anything replaced a .grad
+        # (e.g. zero_grad(set_to_none=True)), copy it back into the flat buffer and restore the view
+        for p, view in zip(self.params, self.views):
+            if p.grad is not view:
+                if p.grad is None:
+                    view.zero_()
+                else:
                     view.copy_(p.grad)
                 p.grad = view
-            offset += p.numel()
 
-    def average(self, traffic: Traffic | None = None) -> torch.Tensor:
-        """Sum the flat gradient over workers and divide by their number; returns the buffer."""
+    def average(self, traffic: Traffic | None = None, divide: bool = True) -> torch.Tensor:
+        """Sum the flat gradient over workers and divide by their number; returns the buffer.
+        `divide=False` when the loss was already multiplied by 1/N before backward (then the
+        division costs nothing: it rides on the backward pass instead of a pass over the buffer)."""
         self._repair()
         all_reduce(self.flat, traffic)
         n = dist.get_world_size() if dist.is_initialized() else 1
-        if n > 1:
+        if n > 1 and divide:
             self.flat.div_(n)
         return self.flat
 
@@ -443,9 +444,9 @@ def dp_train(w: Worker, x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
         yb = y[lo:lo + batch_size][part].to(w.device)
         grads.zero()
         loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
-        loss.backward()
+        (loss / w.world_size).backward()  # the 1/N of the average, folded into backward
         w.traffic.reset()
-        grads.average(w.traffic)
+        grads.average(w.traffic, divide=False)
         if first_grad is None:
             first_grad, traffic = grads.flat.detach().cpu().clone(), w.traffic.summary()
         with torch.no_grad():
@@ -645,8 +646,8 @@ def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
 
         def step():
             grads.zero()
-            nn.functional.cross_entropy(model(x), y).backward()
-            grads.average()
+            (nn.functional.cross_entropy(model(x), y) / w.world_size).backward()
+            grads.average(divide=False)
 
         def compute():
             grads.zero()
@@ -659,7 +660,7 @@ def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
             result["compute"] = _agree(_best_time(compute, w.device, reps))
         if "allreduce" in parts:
             w.barrier()
-            result["allreduce_in_step"] = _agree(_best_time(grads.average, w.device, reps))
+            result["allreduce_in_step"] = _agree(_best_time(lambda: grads.average(divide=False), w.device, reps))
         if "bare" in parts:
             bare = torch.ones_like(grads.flat)
             w.barrier()
@@ -681,14 +682,67 @@ def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
 
 
 def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
-                   bucket_mb: float, rounds: int = 3) -> dict[str, list[float]]:
-    """Step times without overlap (all-reduce after backward) and with overlap (DDP buckets of
-    `bucket_mb` all-reduced while backward goes on), interleaved over `rounds` to share noise."""
-    off, on = [], []
-    for _ in range(rounds):
-        off.append(dp_step_timing(w, widths, per_worker_batch, reps, parts=())["step"])
-        on.append(dp_step_timing(w, widths, per_worker_batch, reps, bucket_mb=bucket_mb)["step"])
-    return {"off": off, "on": on}
+                   bucket_mb: float) -> dict[str, list[float]]:
+    """Step times (forward, backward, gradient average) without overlap — one all-reduce of the
+    flat gradient after backward — and with overlap — torch's DistributedDataParallel, whose
+    buckets of `bucket_mb` are all-reduced while backward goes on. The two steps alternate, one
+    each per repetition, so both see the same background load. Returns every repetition's time."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    gen = torch.Generator().manual_seed(1234 + w.rank)
+    x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
+    y = torch.randint(0, widths[-1], (per_worker_batch,), generator=gen).to(w.device)
+    plain = mlp(widths, seed=0).to(w.device)
+    grads = FlatGradients(plain)
+    ddp = DDP(mlp(widths, seed=0).to(w.device), bucket_cap_mb=bucket_mb,
+              device_ids=[w.device.index] if w.device.type == "cuda" else None)
+
+    def off():
+        grads.zero()
+        (nn.functional.cross_entropy(plain(x), y) / w.world_size).backward()
+        grads.average(divide=False)
+
+    def on():
+        ddp.zero_grad(set_to_none=False)
+        nn.functional.cross_entropy(ddp(x), y).backward()
+
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(reps + 2):
+        for name, step in (("off", off), ("on", on)):
+            w.barrier()
+            _sync(w.device)
+            t0 = time.perf_counter()
+            step()
+            _sync(w.device)
+            if i >= 2:  # two warm-up rounds (DDP builds its buckets in the first iterations)
+                times[name].append(_agree(time.perf_counter() - t0))
+    return times
+
+
+def exchange_vs_bare(w: Worker, widths: Sequence[int], reps: int) -> dict[str, float]:
+    """The data-parallel step's gradient exchange (`FlatGradients.average` as the step calls it:
+    one all-reduce of the flat gradient, the 1/N folded into backward), the same with a separate
+    division pass, and a bare dist.all_reduce of a tensor of the same bytes, alternating one of
+    each per repetition; the best time of each, and the bytes."""
+    model = mlp(widths, seed=0).to(w.device)
+    grads = FlatGradients(model)
+    bare = torch.ones_like(grads.flat)
+    contenders = (("step_exchange", lambda: grads.average(divide=False)),
+                  ("with_division", grads.average),
+                  ("bare_allreduce", lambda: dist.all_reduce(bare)))
+    times: dict[str, float] = {name: float("inf") for name, _ in contenders}
+    for i in range(reps + 2):
+        for name, fn in contenders:
+            w.barrier()
+            _sync(w.device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(w.device)
+            elapsed = _agree(time.perf_counter() - t0)
+            if i >= 2:
+                times[name] = min(times[name], elapsed)
+    times["bytes"] = grads.flat.numel() * grads.flat.element_size()
+    return times
 
 
 def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: Sequence[int],

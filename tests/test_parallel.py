@@ -1,5 +1,8 @@
 """book.parallel on real worker processes: split-matmul identities, gradient equality of data
 parallelism with 2 and 3 processes, the traffic counters, clean failure and freed ports."""
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -107,8 +110,11 @@ def test_flat_gradients_are_views_and_match_autograd():
         model(x).sum().backward()
     ref = P.mlp([20, 8, 3], seed=0)
     ref(x).sum().backward()
+    assert all(p.grad is v for p, v in zip(model.parameters(), grads.views))  # accumulated in place
     assert torch.equal(grads.average(), P.flat_grad(ref))
-    assert all(p.grad.data_ptr() >= grads.flat.data_ptr() for p in model.parameters())
+    model.zero_grad(set_to_none=True)  # someone drops the views: average() must still see the gradient
+    model(x).sum().backward()
+    assert torch.equal(grads.average(), P.flat_grad(ref))
 
 
 def test_local_split_identities_match_the_post():
@@ -120,3 +126,23 @@ def test_local_split_identities_match_the_post():
     assert torch.allclose(torch.cat([x @ w[:, :250], x @ w[:, 250:]], 1), x @ w)
     assert torch.allclose(torch.cat([d @ w[:500].T, d @ w[500:].T], 1), d @ w.T)
     assert torch.allclose(d[:, :250] @ w[:, :250].T + d[:, 250:] @ w[:, 250:].T, d @ w.T)
+
+
+def test_the_same_workers_run_under_torchrun():
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if not os.path.exists(torchrun):
+        pytest.skip("torchrun is not installed next to this python")
+    # --standalone: torchrun's own rendezvous on a free port; a new session so that a hang can be
+    # ended with all of torchrun's workers (no orphans even when this test fails)
+    proc = subprocess.Popen([torchrun, "--standalone", "--nproc-per-node=2", "-m", "book.parallel", "gradients",
+                             "--batch", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-2000:]
+    diff = float(stdout.rsplit("=", 1)[1])
+    assert "2 workers, gloo" in stdout and diff <= 1e-6
