@@ -7,9 +7,10 @@ Conventions
   ``dim=None`` is one constant for the tensor; ``dim=d`` is one constant per vector *along* ``d``
   (the absmax is taken over ``d``): rows of A are ``dim=1``, columns of B are ``dim=0``.
 - Integer products are exact: ``backend="int_mm"`` is ``torch._int_mm`` (int8 x int8 -> int32, the
-  real GEMM on GPUs); ``backend="exact-float"`` multiplies the same int8 codes in a float type wide
-  enough that every partial sum is an exactly representable integer (float32 while
-  K * 127**2 < 2**24, else float64), so it returns the very integers an int32 accumulator would.
+  real GEMM on GPUs); ``backend="exact-float"`` multiplies the same int8 codes with float32 GEMMs
+  over chunks of K short enough (<= 1040) that every partial sum is an exactly representable
+  integer (< 2**24), adding the chunks in float64, so it returns the very integers an int32
+  accumulator would.
   ``"auto"`` uses ``_int_mm`` on CUDA and exact-float on CPU, where ``torch._int_mm`` is a scalar
   reference loop (see benchmarks/bench_quant.py).
 - The 16-bit half of the decomposition multiplies float16-rounded inputs with float32 accumulation
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 INT32_MAX = 2**31 - 1
+EXACT_FP32_CHUNK = (2**24 - 1) // 127**2   # 1040: K up to this keeps int8 dot products exact in float32
 
 
 # --- input checks -----------------------------------------------------------------------------
@@ -216,8 +218,17 @@ def int8_product(a_codes: torch.Tensor, b_codes: torch.Tensor, backend: str = "a
         out = torch._int_mm(_pad_to(a_codes, rows, inner), _pad_to(b_codes, inner, cols))
         return out[:n, :m]
     if backend == "exact-float":
-        dtype = torch.float32 if k * 127 * 127 < 2**24 else torch.float64
-        return a_codes.to(dtype) @ b_codes.to(dtype)
+        if a_codes.is_cuda:  # TF32 could be switched on for float32 GEMMs there: stay in float64
+            return a_codes.double() @ b_codes.double()
+        # float32 GEMMs are exact while every partial sum stays below 2**24: split K into chunks of
+        # at most EXACT_FP32_CHUNK and add the chunk products (integers < 2**31) in float64
+        if k <= EXACT_FP32_CHUNK:
+            return a_codes.float() @ b_codes.float()
+        out = torch.zeros(n, m, dtype=torch.float64, device=a_codes.device)
+        for start in range(0, k, EXACT_FP32_CHUNK):
+            stop = min(start + EXACT_FP32_CHUNK, k)
+            out += (a_codes[:, start:stop].float() @ b_codes[start:stop].float()).double()
+        return out
     raise ValueError(f"backend must be 'auto', 'int_mm' or 'exact-float', not {backend!r}")
 
 
