@@ -365,7 +365,8 @@ class RunConfig:
     weight_decay: float = 5e-4
     prune_rate: float = 0.5
     prune_rate_floor: float = 0.005
-    train_subset: int | None = None   # first N training images (quick runs of the conv net)
+    train_subset: int | None = None   # first N training images (quick runs)
+    test_subset: int | None = None    # first N test images (quick runs of the conv net)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -402,8 +403,10 @@ class MnistData:
 
 
 def lr_drop_every(epochs: int, steps_per_epoch: int) -> int:
-    """The paper's ÷10 every 25,000 iterations (of 60,000), scaled to a run of another length."""
-    return max(1, round(PAPER_LR_DROP_EVERY * epochs * steps_per_epoch / PAPER_ITERATIONS))
+    """Iterations between the ÷10 learning-rate drops: the paper's 25,000, whatever the run's length.
+    A shorter run (quick mode) is the start of the paper's schedule, not a compressed copy of it
+    (compressing it would spend most of a short run at a learning rate too small to learn)."""
+    return PAPER_LR_DROP_EVERY
 
 
 @torch.no_grad()
@@ -448,8 +451,25 @@ def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "c
         result.layer_density.append(sparse.layer_densities())
         if progress is not None:
             progress(epoch, result.epoch_seconds[-1])
-    result.test_error = test_error(model, data.x_test, data.y_test)
+    n_test = config.test_subset or len(data.x_test)
+    result.test_error = test_error(model, data.x_test[:n_test], data.y_test[:n_test])
     return result
+
+
+def finetune_with_masks(model: nn.Module, masks: dict[str, torch.Tensor], data: MnistData, *, epochs: int = 1,
+                        lr: float = 0.01, subset: int | None = None, seed: int = 0) -> SparseMomentum:
+    """Retrain a pruned net with its masks held fixed (no prune/regrow cycles), e.g. after 2:4."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    wrapper = SparseMomentum(model, optimizer, 0.5, masks=masks)
+    x, y = data.x_train[:subset], data.y_train[:subset]
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(100):
+            idx = idx.to(x.device)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            wrapper.step()
+    return wrapper
 
 
 def sweep(model: str, densities: Iterable[float], seeds: Iterable[int], epochs: int, data: MnistData, *,
@@ -773,3 +793,70 @@ def _main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+# ----------------------------------------------------------------------------------------------
+# What the chapter reads off the runs: cycle invariants, the committed full-mode file, figures
+# ----------------------------------------------------------------------------------------------
+def cycle_checks(sparse: SparseMomentum) -> dict[str, Any]:
+    """The algorithm's invariants over every prune/regrow cycle a run went through:
+    total count unchanged; each layer removed round(rate · active); regrowth took the largest
+    momentum among missing weights; the layers that did not fill up regrew in proportion to their
+    importance (`max_regrowth_deviation`: the largest miss, in weights; rounding allows 1)."""
+    conserved, rate_ok, momentum_ok, share_err = True, True, True, 0.0
+    for rec in sparse.history:
+        conserved &= sum(rec["active_before"].values()) == sum(rec["active_after"].values())
+        rate_ok &= all(rec["removed"][n] == int(round(rec["prune_rate"] * rec["active_before"][n]))
+                       for n in rec["removed"])
+        momentum_ok &= all(rec["grown_min_momentum"][n] >= rec["missing_max_momentum"][n]
+                           for n in rec["grown_min_momentum"])
+        if sparse.redistribution == "momentum":  # uncapped layers regrow in proportion to importance
+            names = list(rec["regrown"])
+            regrown = np.array([rec["regrown"][n] for n in names], dtype=float)
+            imp = np.array([rec["importance"][n] for n in names])
+            room = np.array([sparse.masks[n].numel() - rec["active_before"][n] + rec["removed"][n] for n in names])
+            free = regrown < room
+            if free.any() and imp[free].sum() > 0:
+                scale = regrown[free].sum() / imp[free].sum()
+                share_err = max(share_err, float(np.abs(regrown[free] - scale * imp[free]).max()))
+    return {"cycles": len(sparse.history), "count_conserved": bool(conserved), "prune_rate_followed": bool(rate_ok),
+            "largest_momentum_regrown": bool(momentum_ok), "max_regrowth_deviation": share_err}
+
+
+FULL_RESULTS = "sparse_lenet300_full.json"
+
+
+def load_full_results(name: str = FULL_RESULTS) -> dict[str, Any] | None:
+    """The committed full-mode results (book/data_files), or None when absent."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name("data_files") / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def plot_sweep(ax, table, title: str, label: str = "this run", full=None, marker: str = "o") -> None:
+    """Test error (%) against density (log axis), mean ± standard error; dense as a line."""
+    t = table[table.density < 1]
+    bars = ax.errorbar(t.density * 100, t.error * 100, yerr=t.se.fillna(0) * 100, marker=marker, capsize=3,
+                       label=label)
+    d = table[table.density == 1]
+    if len(d):
+        ax.axhline(float(d.error.iloc[0]) * 100, ls="--", lw=1, color=bars[0].get_color(), label=f"dense ({label})")
+    ax.set_xscale("log")
+    ax.set_xlabel("density (% of weights)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(title)
+
+
+def plot_layer_density(ax, densities: list[dict[str, float]], title: str) -> None:
+    """Per-layer density (%) after each epoch of one run."""
+    names = list(densities[0])
+    epochs = np.arange(1, len(densities) + 1)
+    for n in names:
+        ax.plot(epochs, [100 * d[n] for d in densities], marker=".", label=n.replace(".weight", ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("layer density (%)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(title="layer", fontsize=8)

@@ -221,9 +221,9 @@ def test_training_on_real_shapes_keeps_density(tmp_path):
     assert len(run.sparse.history) == 2 and 0 <= run.test_error <= 1
 
 
-def test_lr_drop_scales_with_run_length():
+def test_lr_drops_every_25000_iterations():
     assert sp.lr_drop_every(100, 600) == 25_000
-    assert sp.lr_drop_every(10, 600) == 2_500
+    assert sp.lr_drop_every(2, 150) == 25_000
 
 
 def test_drop_empty_units_keeps_the_function_and_counts_flops():
