@@ -772,14 +772,527 @@ def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: 
                 split(x).square().mean().backward()
 
             row = {"batch": batch, "width": width}
-            for name, step in (("dp", dp_step), ("mp", mp_step)):
+            steps = (("dp", dp_step), ("mp", mp_step))
+            for name, step in steps:  # one counted step each (also the warm-up)
                 w.traffic.reset()
                 step()
                 row[f"{name}_elements"] = w.traffic.total_elements()
-                w.traffic.enabled = False
-                w.barrier()
-                row[f"{name}_time"] = _agree(_best_time(step, w.device, reps))
-                w.traffic.enabled = True
+                row[f"{name}_time"] = float("inf")
+            w.traffic.enabled = False
+            for _ in range(reps):  # alternate the two so that both see the same background load
+                for name, step in steps:
+                    w.barrier()
+                    _sync(w.device)
+                    t0 = time.perf_counter()
+                    step()
+                    _sync(w.device)
+                    row[f"{name}_time"] = min(row[f"{name}_time"], _agree(time.perf_counter() - t0))
+            w.traffic.enabled = True
+            rows.append(row)
+    return rows
+
+
+def matmul_throughput(batches: Sequence[int], n: int = 1000, *, device: str | torch.device = "cpu",
+                      reps: int = 20, dtype=torch.float32, cpu_threads: int | None = 1) -> list[float]:
+    """Best-of-`reps` GFLOP/s of (batch × n) · (n × n) for each batch size, in this process.
+    Each sample repeats the product until it lasts ≥ 2 ms (timer resolution, launch overhead).
+    On the CPU it runs on `cpu_threads` threads (default one: on a shared machine, timings of
+    several threads measure the other jobs as much as the matrix multiply)."""
+    device = torch.device(device)
+    if any(not isinstance(b, int) or b < 1 for b in batches):
+        raise ValueError(f"batch sizes must be positive ints, not {list(batches)!r}")
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+    previous = torch.get_num_threads()
+    if device.type == "cpu" and cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    try:
+        inputs, inner = [], []
+        for b in batches:
+            x = torch.randn(b, n, generator=gen, dtype=dtype).to(device)
+            k = 1
+            while True:  # calibrate: enough products per sample to last ≥ 2 ms
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    x @ w
+                _sync(device)
+                if time.perf_counter() - t0 >= 2e-3 or k >= 2 ** 16:
+                    break
+                k *= 2
+            inputs.append(x)
+            inner.append(k)
+        best = [float("inf")] * len(batches)
+        for _ in range(reps):  # sweep all sizes per repetition: a burst of load hits every size alike
+            for i, (x, k) in enumerate(zip(inputs, inner)):
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    x @ w
+                _sync(device)
+                best[i] = min(best[i], (time.perf_counter() - t0) / k)
+        return [2 * b * n * n / t / 1e9 for b, t in zip(batches, best)]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on `port` of the loopback interface (used by the tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOCALHOST, port))
+            return True
+        except OSError:
+            return False
+
+
+# -- data parallelism -------------------------------------------------------------------------
+class FlatGradients:
+    """Every parameter's .grad is a view into one flat buffer, so averaging the gradients of all
+    workers is one all-reduce of exactly the gradient's bytes (no packing copies)."""
+
+    def __init__(self, model: nn.Module):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        total = sum(p.numel() for p in self.params)
+        ref = self.params[0]
+        self.flat = torch.zeros(total, dtype=ref.dtype, device=ref.device)
+        self.views, offset = [], 0
+        for p in self.params:
+            self.views.append(self.flat[offset:offset + p.numel()].view_as(p))
+            p.grad = self.views[-1]
+            offset += p.numel()
+
+    def zero(self) -> None:
+        self.flat.zero_()
+
+    def _repair(self) -> None:
+        # autograd accumulates into an existing .grad in place; if anything replaced a .grad
+        # (e.g. zero_grad(set_to_none=True)), copy it back into the flat buffer and restore the view
+        for p, view in zip(self.params, self.views):
+            if p.grad is not view:
+                if p.grad is None:
+                    view.zero_()
+                else:
+                    view.copy_(p.grad)
+                p.grad = view
+
+    def average(self, traffic: Traffic | None = None, divide: bool = True) -> torch.Tensor:
+        """Sum the flat gradient over workers and divide by their number; returns the buffer.
+        `divide=False` when the loss was already multiplied by 1/N before backward (then the
+        division costs nothing: it rides on the backward pass instead of a pass over the buffer)."""
+        self._repair()
+        all_reduce(self.flat, traffic)
+        n = dist.get_world_size() if dist.is_initialized() else 1
+        if n > 1 and divide:
+            self.flat.div_(n)
+        return self.flat
+
+
+def mlp(widths: Sequence[int], *, seed: int, dtype=torch.float32, bias: bool = True) -> nn.Sequential:
+    """An MLP with ReLU between layers, initialised from `seed` (same on every process)."""
+    gen = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        lin = nn.Linear(a, b, bias=bias, dtype=dtype)
+        with torch.no_grad():
+            bound = 1 / a ** 0.5
+            lin.weight.uniform_(-bound, bound, generator=gen)
+            if bias:
+                lin.bias.uniform_(-bound, bound, generator=gen)
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def flat_grad(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def shard(batch_size: int, rank: int, world_size: int) -> slice:
+    per = check_split(batch_size, world_size, "batch size")
+    return slice(rank * per, (rank + 1) * per)
+
+
+def train_single(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], *, batch_size: int,
+                 steps: int, lr: float, seed: int) -> dict[str, Any]:
+    """The reference: one process, whole batches, plain SGD. Returns first gradient and losses."""
+    model = mlp(widths, seed=seed)
+    losses, first_grad = [], None
+    for step in range(steps):
+        xb, yb = x[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
+        loss.backward()
+        if first_grad is None:
+            first_grad = flat_grad(model).clone()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        losses.append(loss.item())
+    return {"first_grad": first_grad, "losses": losses}
+
+
+def dp_train(w: Worker, x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], batch_size: int,
+             steps: int, lr: float, seed: int) -> dict[str, Any]:
+    """Data-parallel SGD: this worker takes its shard of each batch; gradients are averaged by one
+    all-reduce. Returns the first averaged gradient, the loss curve (mean over shards = loss of the
+    whole batch) and the traffic of one step."""
+    model = mlp(widths, seed=seed).to(w.device)
+    grads = FlatGradients(model)
+    part = shard(batch_size, w.rank, w.world_size)
+    losses, first_grad, traffic = [], None, None
+    for step in range(steps):
+        lo = step * batch_size
+        xb = x[lo:lo + batch_size][part].to(w.device)
+        yb = y[lo:lo + batch_size][part].to(w.device)
+        grads.zero()
+        loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
+        (loss / w.world_size).backward()  # the 1/N of the average, folded into backward
+        w.traffic.reset()
+        grads.average(w.traffic, divide=False)
+        if first_grad is None:
+            first_grad, traffic = grads.flat.detach().cpu().clone(), w.traffic.summary()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        mean_loss = loss.detach().reshape(1).clone()
+        all_reduce(mean_loss)
+        losses.append(mean_loss.item() / w.world_size)
+    return {"first_grad": first_grad, "losses": losses, "traffic": traffic}
+
+
+# -- model parallelism ---------------------------------------------------------------------------
+class _SplitFirst(torch.autograd.Function):
+    """Weight split by its first dimension (rows = input features): each worker multiplies its
+    columns of the input by its rows of the weight; forward adds the partial products
+    (all-reduce), backward stacks the deltas' blocks (all-gather)."""
+
+    @staticmethod
+    def forward(ctx, x, w_block, lo, hi, traffic):
+        x_block = x[:, lo:hi]
+        ctx.save_for_backward(x_block, w_block)
+        ctx.traffic = traffic
+        return all_reduce(x_block @ w_block, traffic)
+
+    @staticmethod
+    def backward(ctx, delta):
+        x_block, w_block = ctx.saved_tensors
+        delta_in = all_gather_cat(delta @ w_block.T, dim=1, traffic=ctx.traffic)
+        return delta_in, x_block.T @ delta, None, None, None
+
+
+class _SplitSecond(torch.autograd.Function):
+    """Weight split by its second dimension (columns = output features): each worker computes its
+    block of outputs; forward stacks them (all-gather), backward adds the deltas (all-reduce)."""
+
+    @staticmethod
+    def forward(ctx, x, w_block, lo, hi, traffic):
+        ctx.save_for_backward(x, w_block)
+        ctx.lo, ctx.hi, ctx.traffic = lo, hi, traffic
+        return all_gather_cat(x @ w_block, dim=1, traffic=traffic)
+
+    @staticmethod
+    def backward(ctx, delta):
+        x, w_block = ctx.saved_tensors
+        delta_block = delta[:, ctx.lo:ctx.hi]
+        delta_in = all_reduce(delta_block @ w_block.T, ctx.traffic)
+        return delta_in, x.T @ delta_block, None, None, None
+
+
+class SplitLinear(nn.Module):
+    """y = x @ W + b with W (in × out) split over the workers by its first or second dimension.
+    Input and output are whole (the same on every worker), as in the post."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, split: str, rank: int,
+                 world_size: int, traffic: Traffic | None = None):
+        super().__init__()
+        if split not in ("first", "second"):
+            raise ValueError(f"split must be 'first' or 'second', not {split!r}")
+        dim = 0 if split == "first" else 1
+        block = check_split(weight.shape[dim], world_size, f"weight dimension {dim}")
+        self.split, self.lo, self.hi = split, rank * block, (rank + 1) * block
+        self.weight = nn.Parameter(weight.narrow(dim, self.lo, block).clone())
+        self.bias = nn.Parameter(bias.clone()) if bias is not None else None
+        self.traffic = traffic
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        op = _SplitFirst if self.split == "first" else _SplitSecond
+        y = op.apply(x, self.weight, self.lo, self.hi, self.traffic)
+        return y + self.bias if self.bias is not None else y
+
+
+def split_mlp(full: nn.Sequential, split: str, w: Worker) -> nn.Sequential:
+    """The model-parallel twin of `full` (an `mlp`): every Linear becomes a SplitLinear."""
+    layers = []
+    for m in full:
+        if isinstance(m, nn.Linear):
+            layers.append(SplitLinear(m.weight.detach().T.to(w.device), None if m.bias is None else
+                                      m.bias.detach().to(w.device), split, w.rank, w.world_size, w.traffic))
+        else:
+            layers.append(m)
+    return nn.Sequential(*layers)
+
+
+def split_identities(w: Worker, batch: int, n_in: int, n_out: int, seed: int,
+                     dtype=torch.float64) -> dict[str, Any]:
+    """The post's example on real processes: forward X·W (batch×n_in · n_in×n_out) and backward
+    delta·Wᵀ with W split by its first and by its second dimension, against the unsplit products.
+    Returns the largest differences, the shapes each worker computed and the elements it sent."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_in, generator=gen, dtype=dtype).to(w.device)
+    weight = torch.randn(n_in, n_out, generator=gen, dtype=dtype).to(w.device)
+    delta = torch.randn(batch, n_out, generator=gen, dtype=dtype).to(w.device)
+    out = {}
+    for split in ("first", "second"):
+        layer = SplitLinear(weight, None, split, w.rank, w.world_size, w.traffic)
+        xin = x.clone().requires_grad_(True)
+        w.traffic.reset()
+        y = layer(xin)
+        fwd_sent = w.traffic.total_elements()
+        y.backward(delta)
+        bwd_sent = w.traffic.total_elements() - fwd_sent
+        dim = 0 if split == "first" else 1
+        block_shape = (batch, layer.hi - layer.lo) if split == "second" else (batch, n_out)
+        out[split] = {
+            "forward_err": (y - x @ weight).abs().max().item(),
+            "backward_err": (xin.grad - delta @ weight.T).abs().max().item(),
+            "weight_grad_err": (layer.weight.grad - (x.T @ delta).narrow(dim, layer.lo, layer.hi - layer.lo)).abs().max().item(),
+            "forward_block": list(block_shape),
+            "backward_block": [batch, n_in // w.world_size] if split == "first" else [batch, n_in],
+            "sent_forward": fwd_sent, "sent_backward": bwd_sent,
+            "traffic": w.traffic.summary(),
+        }
+    # data parallelism on the same layer: the whole weight gradient is all-reduced once
+    grad = (x.T @ delta).contiguous()
+    w.traffic.reset()
+    all_reduce(grad, w.traffic)
+    out["data"] = {"sent": w.traffic.total_elements()}
+    return out
+
+
+def mp_train(w: Worker, x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], batch_size: int,
+             steps: int, lr: float, seed: int, split: str) -> dict[str, Any]:
+    """Model-parallel SGD of the same MLP as `dp_train`: every worker sees whole batches and holds
+    1/N of every weight. Returns the loss curve and the traffic of one step."""
+    model = split_mlp(mlp(widths, seed=seed), split, w)
+    losses, traffic = [], None
+    for step in range(steps):
+        lo = step * batch_size
+        xb, yb = x[lo:lo + batch_size].to(w.device), y[lo:lo + batch_size].to(w.device)
+        model.zero_grad()
+        w.traffic.reset()
+        loss = nn.functional.cross_entropy(model(xb.flatten(1)), yb)
+        loss.backward()
+        if traffic is None:
+            traffic = w.traffic.summary()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        losses.append(loss.item())
+    return {"losses": losses, "traffic": traffic}
+
+
+# -- measurements --------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_time(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> float:
+    """Fastest of `reps` timed calls after `warmup`: on a machine shared with other jobs the
+    minimum is the least disturbed estimate of what the code itself costs."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _agree(value: float) -> float:
+    """The largest of every rank's value (a step is as slow as its slowest worker)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def allreduce_sweep(w: Worker, sizes_bytes: Sequence[int], reps: int) -> list[float]:
+    """Seconds (best of `reps`) of a bare dist.all_reduce of float32 tensors of each size (slowest rank)."""
+    times = []
+    for nbytes in sizes_bytes:
+        t = torch.ones(max(1, nbytes // 4), device=w.device)
+        w.barrier()
+        times.append(_agree(_best_time(lambda: dist.all_reduce(t), w.device, reps)))
+    return times
+
+
+def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
+                   bucket_mb: float | None = None, parts: Sequence[str] = ("compute", "allreduce", "bare")
+                   ) -> dict[str, float]:
+    """Time (best of `reps`) of a data-parallel step (forward, backward, gradient average) with this
+    worker's batch of `per_worker_batch`, the time of its all-reduce alone and of a bare
+    dist.all_reduce of the same bytes (`parts` picks which of these besides the step). With `bucket_mb`, the step is torch's
+    DistributedDataParallel with buckets of that size, overlapping all-reduce with backward."""
+    gen = torch.Generator().manual_seed(1234 + w.rank)
+    x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
+    y = torch.randint(0, widths[-1], (per_worker_batch,), generator=gen).to(w.device)
+    model = mlp(widths, seed=0).to(w.device)
+    result: dict[str, float] = {}
+    if bucket_mb is None:
+        grads = FlatGradients(model)
+
+        def step():
+            grads.zero()
+            (nn.functional.cross_entropy(model(x), y) / w.world_size).backward()
+            grads.average(divide=False)
+
+        def compute():
+            grads.zero()
+            nn.functional.cross_entropy(model(x), y).backward()
+
+        w.barrier()
+        result["step"] = _agree(_best_time(step, w.device, reps))
+        if "compute" in parts:
+            w.barrier()
+            result["compute"] = _agree(_best_time(compute, w.device, reps))
+        if "allreduce" in parts:
+            w.barrier()
+            result["allreduce_in_step"] = _agree(_best_time(lambda: grads.average(divide=False), w.device, reps))
+        if "bare" in parts:
+            bare = torch.ones_like(grads.flat)
+            w.barrier()
+            result["bare_allreduce"] = (_agree(_best_time(lambda: dist.all_reduce(bare), w.device, reps))
+                                        if w.world_size > 1 else 0.0)
+        result["bytes"] = grads.flat.numel() * grads.flat.element_size()
+    else:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp = DDP(model, bucket_cap_mb=bucket_mb, device_ids=[w.device.index] if w.device.type == "cuda" else None)
+
+        def step():
+            ddp.zero_grad(set_to_none=False)
+            nn.functional.cross_entropy(ddp(x), y).backward()
+
+        w.barrier()
+        result["step"] = _agree(_best_time(step, w.device, reps))
+    return result
+
+
+def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
+                   bucket_mb: float) -> dict[str, list[float]]:
+    """Step times (forward, backward, gradient average) without overlap — one all-reduce of the
+    flat gradient after backward — and with overlap — torch's DistributedDataParallel, whose
+    buckets of `bucket_mb` are all-reduced while backward goes on. The two steps alternate, one
+    each per repetition, so both see the same background load. Returns every repetition's time."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    gen = torch.Generator().manual_seed(1234 + w.rank)
+    x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
+    y = torch.randint(0, widths[-1], (per_worker_batch,), generator=gen).to(w.device)
+    plain = mlp(widths, seed=0).to(w.device)
+    grads = FlatGradients(plain)
+    ddp = DDP(mlp(widths, seed=0).to(w.device), bucket_cap_mb=bucket_mb,
+              device_ids=[w.device.index] if w.device.type == "cuda" else None)
+
+    def off():
+        grads.zero()
+        (nn.functional.cross_entropy(plain(x), y) / w.world_size).backward()
+        grads.average(divide=False)
+
+    def on():
+        ddp.zero_grad(set_to_none=False)
+        nn.functional.cross_entropy(ddp(x), y).backward()
+
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(reps + 2):
+        for name, step in (("off", off), ("on", on)):
+            w.barrier()
+            _sync(w.device)
+            t0 = time.perf_counter()
+            step()
+            _sync(w.device)
+            if i >= 2:  # two warm-up rounds (DDP builds its buckets in the first iterations)
+                times[name].append(_agree(time.perf_counter() - t0))
+    return times
+
+
+def exchange_vs_bare(w: Worker, widths: Sequence[int], reps: int) -> dict[str, float]:
+    """The data-parallel step's gradient exchange (`FlatGradients.average` as the step calls it:
+    one all-reduce of the flat gradient, the 1/N folded into backward), the same with a separate
+    division pass, and a bare dist.all_reduce of a tensor of the same bytes, alternating one of
+    each per repetition; the best time of each, and the bytes."""
+    model = mlp(widths, seed=0).to(w.device)
+    grads = FlatGradients(model)
+    bare = torch.ones_like(grads.flat)
+    contenders = (("step_exchange", lambda: grads.average(divide=False)),
+                  ("with_division", grads.average),
+                  ("bare_allreduce", lambda: dist.all_reduce(bare)))
+    times: dict[str, float] = {name: float("inf") for name, _ in contenders}
+    for i in range(reps + 2):
+        for name, fn in contenders:
+            w.barrier()
+            _sync(w.device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(w.device)
+            elapsed = _agree(time.perf_counter() - t0)
+            if i >= 2:
+                times[name] = min(times[name], elapsed)
+    times["bytes"] = grads.flat.numel() * grads.flat.element_size()
+    return times
+
+
+def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: Sequence[int],
+                    reps: int) -> list[dict[str, Any]]:
+    """For an MLP of `depth` square layers of each width and each (global) batch size: the step
+    time and elements sent per worker of data parallelism (batch split, gradient all-reduced)
+    and of model parallelism (weights split by the first dimension, whole batch everywhere)."""
+    rows = []
+    for batch in batches:
+        for width in widths_list:
+            widths = [width] * (depth + 1)
+            gen = torch.Generator().manual_seed(7)
+            x = torch.randn(batch, width, generator=gen).to(w.device)
+            full = mlp(widths, seed=0, bias=False).to(w.device)
+            part = shard(batch, w.rank, w.world_size)
+            grads = FlatGradients(full)
+
+            def dp_step():
+                grads.zero()
+                full(x[part]).square().mean().backward()
+                grads.average(w.traffic)
+
+            split = split_mlp(full, "first", w)
+
+            def mp_step():
+                split.zero_grad(set_to_none=False)
+                split(x).square().mean().backward()
+
+            row = {"batch": batch, "width": width}
+            steps = (("dp", dp_step), ("mp", mp_step))
+            for name, step in steps:  # one counted step each (also the warm-up)
+                w.traffic.reset()
+                step()
+                row[f"{name}_elements"] = w.traffic.total_elements()
+                row[f"{name}_time"] = float("inf")
+            w.traffic.enabled = False
+            for _ in range(reps):  # alternate the two so that both see the same background load
+                for name, step in steps:
+                    w.barrier()
+                    _sync(w.device)
+                    t0 = time.perf_counter()
+                    step()
+                    _sync(w.device)
+                    row[f"{name}_time"] = min(row[f"{name}_time"], _agree(time.perf_counter() - t0))
+            w.traffic.enabled = True
             rows.append(row)
     return rows
 
