@@ -751,6 +751,86 @@ def time_2_4_matmul(device: torch.device, n: int = 8192, repeats: int = 20) -> d
 
 
 # ----------------------------------------------------------------------------------------------
+# What the chapter reads off the runs: cycle invariants, the committed full-mode file, figures
+# ----------------------------------------------------------------------------------------------
+def cycle_checks(sparse: SparseMomentum) -> dict[str, Any]:
+    """The algorithm's invariants over every prune/regrow cycle a run went through:
+    total count unchanged; each layer removed round(rate · active); regrowth took the largest
+    momentum among missing weights; the layers that did not fill up regrew in proportion to their
+    importance (`max_regrowth_deviation`: the largest miss, in weights; rounding allows 1)."""
+    conserved, rate_ok, momentum_ok, share_err = True, True, True, 0.0
+    for rec in sparse.history:
+        conserved &= sum(rec["active_before"].values()) == sum(rec["active_after"].values())
+        rate_ok &= all(rec["removed"][n] == int(round(rec["prune_rate"] * rec["active_before"][n]))
+                       for n in rec["removed"])
+        momentum_ok &= all(rec["grown_min_momentum"][n] >= rec["missing_max_momentum"][n]
+                           for n in rec["grown_min_momentum"])
+        if sparse.redistribution == "momentum":  # uncapped layers regrow in proportion to importance
+            names = list(rec["regrown"])
+            regrown = np.array([rec["regrown"][n] for n in names], dtype=float)
+            imp = np.array([rec["importance"][n] for n in names])
+            room = np.array([sparse.masks[n].numel() - rec["active_before"][n] + rec["removed"][n] for n in names])
+            free = regrown < room
+            if free.any() and imp[free].sum() > 0:
+                scale = regrown[free].sum() / imp[free].sum()
+                share_err = max(share_err, float(np.abs(regrown[free] - scale * imp[free]).max()))
+    return {"cycles": len(sparse.history), "count_conserved": bool(conserved), "prune_rate_followed": bool(rate_ok),
+            "largest_momentum_regrown": bool(momentum_ok), "max_regrowth_deviation": share_err}
+
+
+FULL_RESULTS = "sparse_lenet300_full.json"
+
+
+def load_full_results(name: str = FULL_RESULTS) -> dict[str, Any] | None:
+    """The committed full-mode results (book/data_files), or None when absent."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name("data_files") / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+LAYER_NAMES = {"1.weight": "fc 784→300", "3.weight": "fc 300→100", "5.weight": "fc 100→10"}
+LAYER_NAMES_LENET5 = {"0.weight": "conv 1→20", "3.weight": "conv 20→50", "7.weight": "fc 800→500",
+                      "9.weight": "fc 500→10"}
+
+
+def plot_sweep(ax, table, title: str, label: str = "this run", marker: str = "o") -> None:
+    """Test error (%) against density (log axis), mean ± standard error; dense as a dashed line."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    t = table[table.density < 1]
+    bars = ax.errorbar(t.density * 100, t.error * 100, yerr=t.se.fillna(0) * 100, marker=marker, capsize=3,
+                       label=f"{label}: sparse")
+    d = table[table.density == 1]
+    if len(d):
+        ax.axhline(float(d.error.iloc[0]) * 100, ls="--", lw=1, color=bars[0].get_color(), label=f"{label}: dense")
+    ax.set_xscale("log")
+    ticks = sorted(set(np.round(t.density * 100, 3)) | {float(v) for v in getattr(ax, "_sparse_ticks", [])})
+    ax._sparse_ticks = ticks
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("density (% of weights)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(title)
+
+
+def plot_layer_density(ax, densities: list[dict[str, float]], title: str, start: float | None = None,
+                       names: dict[str, str] | None = None) -> None:
+    """Per-layer density (%) after each epoch of one run (epoch 0: the uniform start, if given)."""
+    rows = ([{n: start for n in densities[0]}] if start is not None else []) + list(densities)
+    epochs = np.arange(len(rows)) if start is not None else np.arange(1, len(rows) + 1)
+    for n in densities[0]:
+        ax.plot(epochs, [100 * d[n] for d in rows], marker=".", label=(names or {}).get(n, n))
+    ax.set_xlabel("epoch (0: random start)" if start is not None else "epoch")
+    ax.set_ylabel("layer density (%)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(title="layer", fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------
 # Full-mode sweep from the command line (results go to a JSON file, one row per finished run)
 # ----------------------------------------------------------------------------------------------
 def _main(argv: list[str] | None = None) -> None:
@@ -791,72 +871,26 @@ def _main(argv: list[str] | None = None) -> None:
             print(f"{cfg.model} density {density} seed {seed}: test error {run.test_error:.4f}", flush=True)
 
 
-if __name__ == "__main__":
-    _main()
-
-
-# ----------------------------------------------------------------------------------------------
-# What the chapter reads off the runs: cycle invariants, the committed full-mode file, figures
-# ----------------------------------------------------------------------------------------------
-def cycle_checks(sparse: SparseMomentum) -> dict[str, Any]:
-    """The algorithm's invariants over every prune/regrow cycle a run went through:
-    total count unchanged; each layer removed round(rate · active); regrowth took the largest
-    momentum among missing weights; the layers that did not fill up regrew in proportion to their
-    importance (`max_regrowth_deviation`: the largest miss, in weights; rounding allows 1)."""
-    conserved, rate_ok, momentum_ok, share_err = True, True, True, 0.0
-    for rec in sparse.history:
-        conserved &= sum(rec["active_before"].values()) == sum(rec["active_after"].values())
-        rate_ok &= all(rec["removed"][n] == int(round(rec["prune_rate"] * rec["active_before"][n]))
-                       for n in rec["removed"])
-        momentum_ok &= all(rec["grown_min_momentum"][n] >= rec["missing_max_momentum"][n]
-                           for n in rec["grown_min_momentum"])
-        if sparse.redistribution == "momentum":  # uncapped layers regrow in proportion to importance
-            names = list(rec["regrown"])
-            regrown = np.array([rec["regrown"][n] for n in names], dtype=float)
-            imp = np.array([rec["importance"][n] for n in names])
-            room = np.array([sparse.masks[n].numel() - rec["active_before"][n] + rec["removed"][n] for n in names])
-            free = regrown < room
-            if free.any() and imp[free].sum() > 0:
-                scale = regrown[free].sum() / imp[free].sum()
-                share_err = max(share_err, float(np.abs(regrown[free] - scale * imp[free]).max()))
-    return {"cycles": len(sparse.history), "count_conserved": bool(conserved), "prune_rate_followed": bool(rate_ok),
-            "largest_momentum_regrown": bool(momentum_ok), "max_regrowth_deviation": share_err}
-
-
-FULL_RESULTS = "sparse_lenet300_full.json"
-
-
-def load_full_results(name: str = FULL_RESULTS) -> dict[str, Any] | None:
-    """The committed full-mode results (book/data_files), or None when absent."""
+def merge_full_results(parts: list[str], out: str, commands: list[str], planned: list[float], note: str = "") -> dict:
+    """Merge the per-process JSON files of `python -m book.sparse` into one committed file that
+    says what was run (epochs, seeds per density), what was planned but not finished, and how."""
     import json
     from pathlib import Path
 
-    path = Path(__file__).with_name("data_files") / name
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    runs = [r for p in parts for r in json.loads(Path(p).read_text())["runs"]]
+    runs.sort(key=lambda r: (-r["density"], r["seed"]))
+    done = sorted({r["density"] for r in runs}, reverse=True)
+    seeds = {d: sorted(r["seed"] for r in runs if r["density"] == d) for d in done}
+    epochs = sorted({r["epochs"] for r in runs})
+    missing = [d for d in planned if d not in done]
+    description = (f"LeNet-300-100, paper's MNIST setup, {'/'.join(map(str, epochs))} epochs on all 60,000 images; "
+                   + "; ".join(f"density {d:g}: seeds {seeds[d]}" for d in done)
+                   + (f"; planned but not finished: densities {missing}" if missing else "")
+                   + (f". {note}" if note else ""))
+    doc = {"description": description, "commands": commands, "runs": runs}
+    Path(out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return doc
 
 
-def plot_sweep(ax, table, title: str, label: str = "this run", full=None, marker: str = "o") -> None:
-    """Test error (%) against density (log axis), mean ± standard error; dense as a line."""
-    t = table[table.density < 1]
-    bars = ax.errorbar(t.density * 100, t.error * 100, yerr=t.se.fillna(0) * 100, marker=marker, capsize=3,
-                       label=label)
-    d = table[table.density == 1]
-    if len(d):
-        ax.axhline(float(d.error.iloc[0]) * 100, ls="--", lw=1, color=bars[0].get_color(), label=f"dense ({label})")
-    ax.set_xscale("log")
-    ax.set_xlabel("density (% of weights)")
-    ax.set_ylabel("test error (%)")
-    ax.set_title(title)
-
-
-def plot_layer_density(ax, densities: list[dict[str, float]], title: str) -> None:
-    """Per-layer density (%) after each epoch of one run."""
-    names = list(densities[0])
-    epochs = np.arange(1, len(densities) + 1)
-    for n in names:
-        ax.plot(epochs, [100 * d[n] for d in densities], marker=".", label=n.replace(".weight", ""))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("layer density (%)")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend(title="layer", fontsize=8)
+if __name__ == "__main__":
+    _main()
