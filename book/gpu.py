@@ -403,7 +403,7 @@ def train_low_precision(mode: str, x: torch.Tensor, y: torch.Tensor, *, steps: i
     """Mixed-precision training of `deep_sigmoid_mlp` on (x, y): fp32 master weights and Adam, the
     forward and backward pass in the mode's dtype; gradients are copied to fp32 (and unscaled) before
     the step. Returns per-step losses, the fraction of first-layer gradient entries that are exactly
-    zero, their median magnitude, the relative change of the first layer's weights, and the loss
+    zero (mean, and per applied step), their median magnitude, the relative change of the first layer's weights, and the loss
     scaler's skipped steps and final scale."""
     if mode not in PRECISION_MODES:
         raise ValueError(f"mode must be one of {PRECISION_MODES}, not {mode!r}")
@@ -449,6 +449,7 @@ def _train_low_precision(mode, x, y, *, steps, batch, lr, seed, depth, init_scal
         losses.append(loss.item())
     return {"mode": mode, "losses": losses, "first_layer_zero_frac": float(np.mean(zero_frac)) if zero_frac else float("nan"),
             "first_layer_grad_median": float(np.median(first_grad_abs)) if first_grad_abs else float("nan"),
+            "first_layer_zero_steps": zero_frac,
             "first_layer_change": float((next(master.parameters()).detach() - first_init).norm() / first_init.norm()),
             "skipped": scaler.skipped if scaler else 0, "final_scale": scaler.scale if scaler else 1.0,
             "model": master}
