@@ -216,7 +216,7 @@ def test_training_on_real_shapes_keeps_density(tmp_path):
     x = torch.randn(400, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (400,), generator=g)
     data = sp.MnistData(x, y, x[:100], y[:100])
-    run = sp.train(sp.RunConfig("lenet5", density=0.1, epochs=3, seed=0), data)
+    run = sp.train(sp.RunConfig("lenet300", density=0.1, epochs=3, seed=0), data)
     assert abs(run.sparse.total_density() - 0.1) < 1e-3
     assert len(run.sparse.history) == 2 and 0 <= run.test_error <= 1
 
