@@ -146,9 +146,9 @@ class Capture:
 
 def capture_linear_inputs(model: nn.Module, run_batch, batches, magnitude: float = 6.0,
                           progress=None) -> Capture:
-    """Run `run_batch(batch)` (returning nothing, but setting `capture_mask` on the function — see
-    `minilm_batches`) over `batches` with forward hooks on the tracked linear layers of `model`,
-    accumulating per-dimension input statistics over non-padding tokens."""
+    """Call `run_batch(batch)` for each of `batches` (dicts holding an ``attention_mask``) with
+    forward pre-hooks on the tracked linear layers of `model`, accumulating per-dimension input
+    statistics over the non-padding tokens (those the batch's attention mask marks)."""
     capture = Capture(magnitude)
     state = {"mask": None}
     handles = []
