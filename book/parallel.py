@@ -614,7 +614,8 @@ def _agree(value: float) -> float:
     """The largest of every rank's value (a step is as slow as its slowest worker)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    on_gpu = dist.get_backend() == "nccl"  # nccl reduces GPU tensors only
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.item()
 
@@ -1119,7 +1120,8 @@ def _agree(value: float) -> float:
     """The largest of every rank's value (a step is as slow as its slowest worker)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    on_gpu = dist.get_backend() == "nccl"  # nccl reduces GPU tensors only
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.item()
 
@@ -1411,17 +1413,23 @@ def hybrid_traffic(conv: nn.Sequential, dense: nn.Sequential, image_shape: Seque
         dense_rows = _weighted_layers(dense, torch.zeros(1, features))
     reduce, gather = 2 * (n - 1) / n, (n - 1) / n  # all-gather of 1/N blocks: (N-1)·(total/N)
 
-    def model_parallel(rows):
-        return sum(min(batch * (reduce * r["outputs"] + gather * r["inputs"]),   # first-dim split
-                       batch * (gather * r["outputs"] + reduce * r["inputs"]))   # second-dim split
-                   for r in rows)
+    def model_parallel(rows, first_needs_deltas):
+        total = 0.0
+        for i, r in enumerate(rows):
+            deltas = 1.0 if (i > 0 or first_needs_deltas) else 0.0  # the image needs no deltas
+            total += min(batch * (reduce * r["outputs"] + deltas * gather * r["inputs"]),   # first-dim split
+                         batch * (gather * r["outputs"] + deltas * reduce * r["inputs"]))   # second-dim split
+        return total
 
     conv_params = sum(r["params"] for r in conv_rows)
     dense_params = sum(r["params"] for r in dense_rows)
     data = reduce * (conv_params + dense_params)
-    model = model_parallel(conv_rows + dense_rows)
-    boundary = 2 * (n - 1) * batch_per_worker * features  # gather the features, return their deltas
-    hybrid = reduce * conv_params + boundary + model_parallel(dense_rows)
+    model = model_parallel(conv_rows + dense_rows, first_needs_deltas=False)
+    # the dense part needs the whole batch's features: all-gather each worker's block; backward,
+    # its first layer's exchange leaves the whole batch's feature deltas on every worker, and each
+    # worker takes its own rows back into its convolutions (no further traffic)
+    boundary = (n - 1) * batch_per_worker * features
+    hybrid = reduce * conv_params + boundary + model_parallel(dense_rows, first_needs_deltas=True)
     return {"data": data, "model": model, "hybrid": hybrid, "conv_params": conv_params,
             "dense_params": dense_params, "features": features, "boundary": boundary}
 

@@ -146,3 +146,21 @@ def test_the_same_workers_run_under_torchrun():
     assert proc.returncode == 0, stderr[-2000:]
     diff = float(stdout.rsplit("=", 1)[1])
     assert "2 workers, gloo" in stdout and diff <= 1e-6
+
+
+def test_the_posts_arithmetic():
+    assert P.transfer_ms_post(4e6, 40) == pytest.approx(0.745, abs=1e-3)
+    assert P.transfer_ms_plain(4e6, 40) == pytest.approx(0.8)
+    assert P.naive_exchange_ms(2, 3, 0.75, 0.25, serialised=False) == pytest.approx(2.25)
+    assert P.naive_exchange_ms(2, 3, 0.75, 0.25, serialised=True) == pytest.approx(6.75)
+    assert P.naive_exchange_ms(4, 3, 0.75, 0.25, serialised=True) == pytest.approx(20.25)
+    assert P.ring_allreduce_ms(4e6, 2, 40) == pytest.approx(0.8)
+
+
+def test_hybrid_traffic_by_hand():
+    # conv part: Linear 4→6 (30 parameters); dense part: Linear 6→2 (14); 1 example per worker, 2 workers
+    counts = P.hybrid_traffic(torch.nn.Sequential(torch.nn.Linear(4, 6)), torch.nn.Sequential(torch.nn.Linear(6, 2)),
+                              (4,), 1, 2)
+    assert counts["data"] == 44                # all 44 gradients, 2(N-1)/N = 1
+    assert counts["model"] == 6 + 10           # layer 1: gather 6 outputs of 2 examples / 2; layer 2: 2·2 + 2·3
+    assert counts["hybrid"] == 30 + 6 + 10     # conv gradients + gathered features + split dense layer
