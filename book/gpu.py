@@ -21,9 +21,9 @@ import platform
 import re
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -850,8 +850,3 @@ def roofline(intensity: np.ndarray | float, peak_gflops: float, bandwidth_gbs: f
 def describe_cpu_peak(peak: CpuPeak) -> str:
     return (f"{peak.model}: {peak.isa}; {peak.cores} cores × {peak.ghz:.2f} GHz × {peak.flops_per_cycle} "
             f"fp32 FLOPs/cycle ({peak.assumption}) = {peak.gflops:.0f} GFLOP/s theoretical peak")
-
-
-__all__ = [n for n in dir() if not n.startswith("_") and n not in {
-    "annotations", "math", "os", "platform", "re", "statistics", "time", "np", "torch", "Path",
-    "dataclass", "replace", "Callable", "Iterable", "Sequence"}]
