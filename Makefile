@@ -11,7 +11,6 @@ ARGS ?=
 export DETTMERS_BOOK_DATA ?= $(CURDIR)/.data
 export BOOK_LEDGER_DIR := $(CURDIR)/_build/ledgers
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
