@@ -21,6 +21,7 @@ The parallel algorithms themselves are written here from the posts' description:
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import shutil
@@ -168,9 +169,15 @@ def _entry(rank: int, world_size: int, tasks, done, port: int, backend: str, dev
     store = dist.TCPStore(LOCALHOST, port, is_master=False, timeout=timedelta(seconds=timeout_s))
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
+    parent = multiprocessing.parent_process()
     try:
         while True:
-            task = tasks.get()
+            try:
+                task = tasks.get(timeout=1.0)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    break  # the launcher died without closing the pool: do not outlive it
+                continue
             if task is None:
                 break
             number, fn, args = task
@@ -224,7 +231,7 @@ class Pool:
         self._outdir = tempfile.mkdtemp(prefix="book-parallel-")
         self._store = _open_store(self.timeout_s)
         self.port = self._store.port
-        self._queues = [ctx.SimpleQueue() for _ in range(self.world_size)]
+        self._queues = [ctx.Queue() for _ in range(self.world_size)]
         self._done = ctx.Queue()
         try:
             # one Process per rank (not torch's start_processes): each rank needs its own queue
@@ -303,6 +310,10 @@ class Pool:
                 p.kill()
                 p.join()
         self._processes = []
+        for q in getattr(self, "_queues", []):
+            q.close()
+            q.cancel_join_thread()  # a stopped worker never reads its last message; do not wait on it
+        self._queues = []
         if getattr(self, "_done", None) is not None:
             self._done.close()
             self._done.join_thread()

@@ -164,3 +164,37 @@ def test_hybrid_traffic_by_hand():
     assert counts["data"] == 44                # all 44 gradients, 2(N-1)/N = 1
     assert counts["model"] == 6 + 10           # layer 1: gather 6 outputs of 2 examples / 2; layer 2: 2·2 + 2·3
     assert counts["hybrid"] == 30 + 6 + 10     # conv gradients + gathered features + split dense layer
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_do_not_outlive_a_launcher_that_dies():
+    script = ("import os\nfrom book import parallel as P\nif __name__ == '__main__':\n"
+              "    pool = P.Pool(2, timeout_s=60); pool.start(); pool.run(P.rank_sum, 1.0)\n"
+              "    print(*[p.pid for p in pool._processes], flush=True)\n"
+              "    os._exit(1)  # no cleanup at all: as if the kernel were killed\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]  # not communicate(): orphans would hold the pipe
+        proc.wait(timeout=30)
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    assert len(pids) == 2, "the launcher did not report its workers"
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if _alive(p)]
+    for p in left:  # do not leave them behind even when the test fails
+        os.kill(p, 9)
+    assert not left, f"workers {left} outlived their launcher"
