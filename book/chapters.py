@@ -20,6 +20,7 @@ class Chapter:
     post_url: str
     year: int
     prefixes: tuple[str, ...]  # claim-id prefixes in claims.md this chapter's ledger covers
+    extras: tuple[str, ...] = ()  # optional dependency groups (pyproject) the chapter needs
 
     @property
     def notebook(self) -> Path:
@@ -38,7 +39,7 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in [
     Chapter("sparse", "Sparse networks from scratch", "Sparse Networks from Scratch: Faster Training without Losing Performance",
             "https://timdettmers.com/2019/07/11/sparse-networks-from-scratch/", 2019, ("sparse",)),
     Chapter("int8", "LLM.int8() and emergent features", "LLM.int8() and Emergent Features",
-            "https://timdettmers.com/2022/08/17/llm-int8-and-emergent-features/", 2022, ("int8",)),
+            "https://timdettmers.com/2022/08/17/llm-int8-and-emergent-features/", 2022, ("int8",), ("int8",)),
     Chapter("gpu", "Which GPU for deep learning", "Which GPU(s) to Get for Deep Learning",
             "https://timdettmers.com/2023/01/30/which-gpu-for-deep-learning/", 2023, ("gpu",)),
 ]}

@@ -23,22 +23,25 @@ def repository_url(config: Path = REPO_ROOT / "_config.yml") -> str:
     return match.group(1).strip("'\"")
 
 
-def install_cell_source(url: str | None = None) -> str:
+def install_cell_source(url: str | None = None, extras: tuple[str, ...] = ()) -> str:
+    """The cell for a chapter needing the package's optional groups `extras` (e.g. ('int8',))."""
     url = url or repository_url()
+    package = f"dettmers-book[{','.join(extras)}]" if extras else "dettmers-book"
     return ("# On Colab: install the book's package when it is not importable (a no-op locally and in CI).\n"
             "try:\n"
             "    import book\n"
             "except ImportError:\n"
-            f'    %pip install -q "dettmers-book @ git+{url}"')
+            f'    %pip install -q "{package} @ git+{url}"')
 
 
 def sync_install_cells() -> list[Path]:
     """Rewrite the install cell of every chapter notebook whose cell differs; returns those changed."""
     import nbformat
 
-    source = install_cell_source()
+    url = repository_url()
     changed = []
     for chapter in available_chapters():
+        source = install_cell_source(url, chapter.extras)
         nb = nbformat.read(chapter.notebook, as_version=4)
         cells = [c for c in nb.cells if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
         if not cells:

@@ -39,7 +39,8 @@ def test_chapter_follows_the_conventions(chapter):
     assert chapter.post_url in first.source, "the first cell links the post"
 
     install = _tagged(nb, "install")
-    assert install and install[0].source == install_cell_source(), "run `python -m book sync-install`"
+    assert install and install[0].source == install_cell_source(extras=chapter.extras), \
+        "run `python -m book sync-install`"
 
     params = notebook_parameters(chapter.notebook)
     assert params["QUICK"] is True, "committed notebooks are the quick (CI) run"
