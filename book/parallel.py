@@ -485,7 +485,9 @@ class _SplitFirst(torch.autograd.Function):
     @staticmethod
     def backward(ctx, delta):
         x_block, w_block = ctx.saved_tensors
-        delta_in = all_gather_cat(delta @ w_block.T, dim=1, traffic=ctx.traffic)
+        delta_in = None
+        if ctx.needs_input_grad[0]:  # the network's input (the data) needs no deltas: nothing to send
+            delta_in = all_gather_cat(delta @ w_block.T, dim=1, traffic=ctx.traffic)
         return delta_in, x_block.T @ delta, None, None, None
 
 
@@ -503,7 +505,7 @@ class _SplitSecond(torch.autograd.Function):
     def backward(ctx, delta):
         x, w_block = ctx.saved_tensors
         delta_block = delta[:, ctx.lo:ctx.hi]
-        delta_in = all_reduce(delta_block @ w_block.T, ctx.traffic)
+        delta_in = all_reduce(delta_block @ w_block.T, ctx.traffic) if ctx.needs_input_grad[0] else None
         return delta_in, x.T @ delta_block, None, None, None
 
 
@@ -991,7 +993,9 @@ class _SplitFirst(torch.autograd.Function):
     @staticmethod
     def backward(ctx, delta):
         x_block, w_block = ctx.saved_tensors
-        delta_in = all_gather_cat(delta @ w_block.T, dim=1, traffic=ctx.traffic)
+        delta_in = None
+        if ctx.needs_input_grad[0]:  # the network's input (the data) needs no deltas: nothing to send
+            delta_in = all_gather_cat(delta @ w_block.T, dim=1, traffic=ctx.traffic)
         return delta_in, x_block.T @ delta, None, None, None
 
 
@@ -1009,7 +1013,7 @@ class _SplitSecond(torch.autograd.Function):
     def backward(ctx, delta):
         x, w_block = ctx.saved_tensors
         delta_block = delta[:, ctx.lo:ctx.hi]
-        delta_in = all_reduce(delta_block @ w_block.T, ctx.traffic)
+        delta_in = all_reduce(delta_block @ w_block.T, ctx.traffic) if ctx.needs_input_grad[0] else None
         return delta_in, x.T @ delta_block, None, None, None
 
 

@@ -198,3 +198,14 @@ def test_workers_do_not_outlive_a_launcher_that_dies():
     for p in left:  # do not leave them behind even when the test fails
         os.kill(p, 9)
     assert not left, f"workers {left} outlived their launcher"
+
+
+def test_model_parallel_training_equals_single_process(pool2):
+    x, y = _batch(64)
+    ref = P.train_single(x, y, [784, 32, 10], batch_size=32, steps=2, lr=0.1, seed=0)
+    for split in ("first", "second"):
+        r = pool2.run(P.mp_train, x, y, [784, 32, 10], 32, 2, 0.1, 0, split)[0]
+        assert max(abs(a - b) for a, b in zip(r["losses"], ref["losses"])) <= 1e-5
+    first = pool2.run(P.mp_train, x, y, [784, 32, 10], 32, 1, 0.1, 0, "first")[0]["traffic"]["elements"]
+    # layer 1: forward partial sums 32×32, no deltas for the data; layer 2: 32×10 sums, 32×16 delta blocks
+    assert first == {"all_reduce": 32 * 32 + 32 * 10, "all_gather": 32 * 16}
