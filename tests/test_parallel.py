@@ -1,8 +1,10 @@
 """book.parallel on real worker processes: split-matmul identities, gradient equality of data
 parallelism with 2 and 3 processes, the traffic counters, clean failure and freed ports."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -178,12 +180,13 @@ def _alive(pid: int) -> bool:
 def test_workers_do_not_outlive_a_launcher_that_dies():
     script = ("import os\nfrom book import parallel as P\nif __name__ == '__main__':\n"
               "    pool = P.Pool(2, timeout_s=60); pool.start(); pool.run(P.rank_sum, 1.0)\n"
-              "    print(*[p.pid for p in pool._processes], flush=True)\n"
+              "    print(pool._outdir, *[p.pid for p in pool._processes], flush=True)\n"
               "    os._exit(1)  # no cleanup at all: as if the kernel were killed\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     try:
-        pids = [int(p) for p in proc.stdout.readline().split()]  # not communicate(): orphans would hold the pipe
+        outdir, *pids = proc.stdout.readline().split() or [""]  # not communicate(): orphans would hold the pipe
+        pids = [int(p) for p in pids]
         proc.wait(timeout=30)
     finally:
         proc.stdout.close()
@@ -197,6 +200,8 @@ def test_workers_do_not_outlive_a_launcher_that_dies():
     left = [p for p in pids if _alive(p)]
     for p in left:  # do not leave them behind even when the test fails
         os.kill(p, 9)
+    if outdir.startswith(tempfile.gettempdir()):
+        shutil.rmtree(outdir, ignore_errors=True)  # the launcher died before it could clean up
     assert not left, f"workers {left} outlived their launcher"
 
 
