@@ -89,9 +89,20 @@ class Entry:
     device: str = "cpu"
     volatile: bool = False
 
-    def measured_text(self) -> str:
-        text = _fmt(self.measured)
+    def _mask(self, text: str) -> str:
+        # A timed claim's measurement, verdict and note can change between runs: shown between ⟨ ⟩,
+        # which the nbval sanitizer masks, so the rest of the table is still compared exactly.
         return f"⟨{text}⟩" if self.volatile and text else text
+
+    def measured_text(self) -> str:
+        return self._mask(_fmt(self.measured))
+
+    def verdict_text(self) -> str:
+        return self._mask(self.verdict)
+
+    def note_text(self) -> str:
+        note = "; ".join(t for t in (self.note, f"source: {self.source}" if self.source else "") if t)
+        return self._mask(note)
 
     def __repr__(self) -> str:
         """One line, verdict first: what a chapter shows right where it checks a claim."""
@@ -102,7 +113,8 @@ class Entry:
             parts.append(f"criterion: {self.tolerance}")
         if self.source:
             parts.append(f"source: {self.source}")
-        return f"{self.id} {self.verdict} — " + " | ".join(parts) + (f"\n  {self.note}" if self.note else "")
+        return f"{self.id} {self.verdict_text()} — " + " | ".join(parts) + (
+            f"\n  {self._mask(self.note)}" if self.note else "")
 
 
 def _within(post: Any, measured: Any, tol: float, rel_tol: float) -> bool:
@@ -232,16 +244,20 @@ class Ledger:
     _COLUMNS = ("id", "verdict", "post", "measured", "criterion", "note")
 
     def _rows(self) -> list[list[str]]:
-        rows = []
-        for e in self.entries.values():
-            note = e.note if not e.source else "; ".join(t for t in (e.note, f"source: {e.source}") if t)
-            rows.append([e.id, e.verdict, _fmt(e.post), e.measured_text(), e.tolerance, note])
-        return rows
+        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.tolerance, e.note_text()]
+                for e in self.entries.values()]
+
+    def _counts_text(self) -> str:
+        fixed = [e.verdict for e in self.entries.values() if not e.volatile]
+        timed = [e.verdict for e in self.entries.values() if e.volatile]
+        text = ", ".join(f"{fixed.count(v)} {v}" for v in VERDICTS)
+        if timed:
+            text += "; timed claims: ⟨" + ", ".join(f"{timed.count(v)} {v}" for v in VERDICTS if v in timed) + "⟩"
+        return text
 
     def __repr__(self) -> str:
         rows = self._rows()
-        head = (f"Ledger of chapter {self.chapter!r} — mode {self.mode}, device {self.device}; "
-                + ", ".join(f"{n} {v}" for v, n in self.counts().items()))
+        head = f"Ledger of chapter {self.chapter!r} — mode {self.mode}, device {self.device}; {self._counts_text()}"
         lines = [head]
         for r in rows:  # one claim per block: id and verdict first, so each row reads on its own
             fields = [f"post: {r[2]}"] + [f"{k}: {v}" for k, v in (("measured", r[3]), ("criterion", r[4])) if v]
@@ -254,11 +270,11 @@ class Ledger:
         body = []
         for r in self._rows():
             cells = [html.escape(x) for x in r]
-            cells[1] = f'<b style="color:{colours[r[1]]}">{cells[1]}</b>'
+            cells[1] = f'<b style="color:{colours[r[1].strip("⟨⟩")]}">{cells[1]}</b>'
             body.append("<tr>" + "".join(
                 f'<td style="text-align:left{"; white-space:nowrap" if i < 2 else ""}">{c}</td>'
                 for i, c in enumerate(cells)) + "</tr>")
-        counts = ", ".join(f"{n} {v}" for v, n in self.counts().items())
+        counts = html.escape(self._counts_text())
         return (f"<p><b>Ledger</b> — mode <code>{self.mode}</code>, device <code>{html.escape(self.device)}"
                 f"</code>: {counts}</p><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
                 "</tbody></table>")

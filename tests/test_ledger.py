@@ -101,5 +101,7 @@ def test_table_puts_the_verdict_next_to_the_id_and_masks_volatile_values():
     ledger.check("conv-12", post=20, measured=17.3, rel_tol=0.5, volatile=True)
     ledger.cited("conv-1", post="x", source="a book, p. 3")
     text = repr(ledger)
-    assert "conv-12   reproduced" in text and "⟨17.3⟩" in text and "source: a book, p. 3" in text
-    assert "<table>" in ledger._repr_html_()
+    assert "conv-12   ⟨reproduced⟩" in text and "⟨17.3⟩" in text and "source: a book, p. 3" in text
+    assert "0 reproduced, 0 differs, 0 needs-gpu, 1 cited; timed claims: ⟨1 reproduced⟩" in text
+    assert "<table>" in ledger._repr_html_() and "⟨reproduced⟩" in ledger._repr_html_()
+    assert repr(ledger.entries["conv-12"]).startswith("conv-12 ⟨reproduced⟩ — post: 20 | measured: ⟨17.3⟩")
