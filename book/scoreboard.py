@@ -30,7 +30,7 @@ def render_scoreboard(ledgers: list[dict[str, Any]]) -> str:
         "Every claim of every post (`claims.md`), as the last run of each chapter recorded it.",
         "*reproduced*: measured within tolerance; *differs*: measured outside it (the chapter explains);",
         "*needs-gpu*: this run had no GPU, the same code checks it on one; *cited*: a quoted fact, with",
-        "its source. Values in ⟨ ⟩ are timings of the run's machine.",
+        "its source. Values in ⟨ ⟩ vary from run to run (timings, float reduction order): nbval masks them.",
         "",
         "| chapter | mode | device | " + " | ".join(_badge(v) for v in VERDICTS) + " | not run |",
         "|---|---|---|" + "---|" * (len(VERDICTS) + 1),
