@@ -92,7 +92,7 @@ class Entry:
     def _mask(self, text: str) -> str:
         # A timed claim's measurement, verdict and note can change between runs: shown between ⟨ ⟩,
         # which the nbval sanitizer masks, so the rest of the table is still compared exactly.
-        return f"⟨{text}⟩" if self.volatile and text else text
+        return f"⟨{text}⟩" if self.volatile else text
 
     def measured_text(self) -> str:
         return self._mask(_fmt(self.measured))
@@ -107,14 +107,14 @@ class Entry:
     def __repr__(self) -> str:
         """One line, verdict first: what a chapter shows right where it checks a claim."""
         parts = [f"post: {_fmt(self.post)}"]
-        if self.measured is not None:
+        if self.measured is not None or self.volatile:
             parts.append(f"measured: {self.measured_text()}")
         if self.tolerance:
             parts.append(f"criterion: {self.tolerance}")
         if self.source:
             parts.append(f"source: {self.source}")
         return f"{self.id} {self.verdict_text()} — " + " | ".join(parts) + (
-            f"\n  {self._mask(self.note)}" if self.note else "")
+            f"\n  {self._mask(self.note)}" if self.note or self.volatile else "")
 
 
 def _within(post: Any, measured: Any, tol: float, rel_tol: float) -> bool:
@@ -259,18 +259,21 @@ class Ledger:
         rows = self._rows()
         head = f"Ledger of chapter {self.chapter!r} — mode {self.mode}, device {self.device}; {self._counts_text()}"
         lines = [head]
-        for r in rows:  # one claim per block: id and verdict first, so each row reads on its own
+        for entry, r in zip(self.entries.values(), rows):  # id and verdict first: each row reads on its own
+            # a masked verdict carries its padding inside ⟨ ⟩, so the row's width never depends on it
+            verdict = f"⟨{entry.verdict:<10}⟩" if entry.volatile else f"{entry.verdict:<12}"
             fields = [f"post: {r[2]}"] + [f"{k}: {v}" for k, v in (("measured", r[3]), ("criterion", r[4])) if v]
-            lines.append(f"{r[0]:<9} {r[1]:<10}  " + "  |  ".join(fields) + (f"\n{'':<21} {r[5]}" if r[5] else ""))
+            lines.append(f"{r[0]:<9} {verdict} " + "  |  ".join(fields) + (f"\n{'':<22} {r[5]}" if r[5] else ""))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         colours = {"reproduced": "#1a7f37", "differs": "#b35900", "needs-gpu": "#6639ba", "cited": "#0969da"}
         head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
         body = []
-        for r in self._rows():
+        for entry, r in zip(self.entries.values(), self._rows()):
             cells = [html.escape(x) for x in r]
-            cells[1] = f'<b style="color:{colours[r[1].strip("⟨⟩")]}">{cells[1]}</b>'
+            colour = "#6e7781" if entry.volatile else colours[entry.verdict]  # a timed verdict may change
+            cells[1] = f'<b style="color:{colour}">{cells[1]}</b>'
             body.append("<tr>" + "".join(
                 f'<td style="text-align:left{"; white-space:nowrap" if i < 2 else ""}">{c}</td>'
                 for i, c in enumerate(cells)) + "</tr>")

@@ -101,7 +101,22 @@ def test_table_puts_the_verdict_next_to_the_id_and_masks_volatile_values():
     ledger.check("conv-12", post=20, measured=17.3, rel_tol=0.5, volatile=True)
     ledger.cited("conv-1", post="x", source="a book, p. 3")
     text = repr(ledger)
-    assert "conv-12   ⟨reproduced⟩" in text and "⟨17.3⟩" in text and "source: a book, p. 3" in text
+    assert "conv-12   ⟨reproduced⟩" in text and "conv-1    cited" in text and "⟨17.3⟩" in text and "source: a book, p. 3" in text
     assert "0 reproduced, 0 differs, 0 needs-gpu, 1 cited; timed claims: ⟨1 reproduced⟩" in text
     assert "<table>" in ledger._repr_html_() and "⟨reproduced⟩" in ledger._repr_html_()
     assert repr(ledger.entries["conv-12"]).startswith("conv-12 ⟨reproduced⟩ — post: 20 | measured: ⟨17.3⟩")
+
+
+def test_a_timed_claim_shows_the_same_shape_whatever_its_verdict():
+    import re
+
+    def masked(text):
+        return re.sub(r"⟨[^⟩]*⟩", "⟨⟩", text)
+
+    outcomes = []
+    for measured in (17.3, 99.0):  # within tolerance, then outside it
+        ledger = Ledger("conv")
+        entry = ledger.check("conv-12", post=20, measured=measured, rel_tol=0.5, volatile=True, why="slow machine")
+        outcomes.append((entry.verdict, masked(repr(entry)), masked(repr(ledger)), masked(ledger._repr_html_())))
+    assert outcomes[0][0] != outcomes[1][0]
+    assert outcomes[0][1:] == outcomes[1][1:]
