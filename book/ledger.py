@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 VERDICTS = ("reproduced", "differs", "needs-gpu", "cited")
+TIMED_LEGEND = ("⟨ ⟩ marks what depends on the run (timings on this machine): "
+                "those values and verdicts may change from run to run.")
 CLAIMS_FILE = Path(__file__).with_name("claims.md")
 _CLAIM_LINE = re.compile(r"^- ([a-z0-9]+-\d+) (.*)$", re.M)
 
@@ -264,6 +266,8 @@ class Ledger:
             verdict = f"⟨{entry.verdict:<10}⟩" if entry.volatile else f"{entry.verdict:<12}"
             fields = [f"post: {r[2]}"] + [f"{k}: {v}" for k, v in (("measured", r[3]), ("criterion", r[4])) if v]
             lines.append(f"{r[0]:<9} {verdict} " + "  |  ".join(fields) + (f"\n{'':<22} {r[5]}" if r[5] else ""))
+        if any(e.volatile for e in self.entries.values()):
+            lines.append(TIMED_LEGEND)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -280,7 +284,9 @@ class Ledger:
         counts = html.escape(self._counts_text())
         return (f"<p><b>Ledger</b> — mode <code>{self.mode}</code>, device <code>{html.escape(self.device)}"
                 f"</code>: {counts}</p><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
-                "</tbody></table>")
+                "</tbody></table>"
+                + (f"<p><small>{html.escape(TIMED_LEGEND)}</small></p>"
+                   if any(e.volatile for e in self.entries.values()) else ""))
 
 
 def _default_ledger_dir() -> Path:
