@@ -623,6 +623,16 @@ def _best_time(fn: Callable[[], Any], device: torch.device, reps: int, warmup: i
     return best
 
 
+def _timed_step(w: "Worker", fn: Callable[[], Any]) -> float:
+    """Seconds one call of `fn` takes on every rank, started together: the slowest rank's time."""
+    w.barrier()
+    _sync(w.device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(w.device)
+    return _agree(time.perf_counter() - t0)
+
+
 def _agree(value: float) -> float:
     """The largest of every rank's value (a step is as slow as its slowest worker)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
@@ -723,13 +733,9 @@ def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
     times: dict[str, list[float]] = {"off": [], "on": []}
     for i in range(reps + 2):
         for name, step in (("off", off), ("on", on)):
-            w.barrier()
-            _sync(w.device)
-            t0 = time.perf_counter()
-            step()
-            _sync(w.device)
+            elapsed = _timed_step(w, step)
             if i >= 2:  # two warm-up rounds (DDP builds its buckets in the first iterations)
-                times[name].append(_agree(time.perf_counter() - t0))
+                times[name].append(elapsed)
     return times
 
 
@@ -747,12 +753,7 @@ def exchange_vs_bare(w: Worker, widths: Sequence[int], reps: int) -> dict[str, f
     times: dict[str, float] = {name: float("inf") for name, _ in contenders}
     for i in range(reps + 2):
         for name, fn in contenders:
-            w.barrier()
-            _sync(w.device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(w.device)
-            elapsed = _agree(time.perf_counter() - t0)
+            elapsed = _timed_step(w, fn)
             if i >= 2:
                 times[name] = min(times[name], elapsed)
     times["bytes"] = grads.flat.numel() * grads.flat.element_size()
@@ -795,12 +796,7 @@ def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: 
             w.traffic.enabled = False
             for _ in range(reps):  # alternate the two so that both see the same background load
                 for name, step in steps:
-                    w.barrier()
-                    _sync(w.device)
-                    t0 = time.perf_counter()
-                    step()
-                    _sync(w.device)
-                    row[f"{name}_time"] = min(row[f"{name}_time"], _agree(time.perf_counter() - t0))
+                    row[f"{name}_time"] = min(row[f"{name}_time"], _timed_step(w, step))
             w.traffic.enabled = True
             rows.append(row)
     return rows
