@@ -31,12 +31,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--inplace", action="store_true",
                    help="execute the committed notebooks with their defaults and save the outputs into them")
 
-    b = sub.add_parser("build", help="execute chapters, write the scoreboard, render the book to _build/html")
+    b = sub.add_parser("build", help="render the book to _build/html (with --execute, or chapters, -p, "
+                       "--quick or --full: execute those chapters first and show the fresh runs)")
     chapter_args(b)
+    b.add_argument("--execute", action="store_true",
+                   help="execute the chapters (default all) before rendering, and show those runs")
     b.add_argument("--no-execute", action="store_true",
-                   help="render the committed notebooks and the ledgers already in _build/ledgers")
+                   help="render the committed pages only (the default without --execute)")
 
-    sub.add_parser("scoreboard", help="collect _build/ledgers/*.json into scoreboard.md")
+    e = sub.add_parser("evidence", help="run chapters in full mode and store each successful run in results/NAME/")
+    e.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters (default: all)")
+    e.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter, e.g. -p RERUN_SWEEPS True")
+    e.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    g = sub.add_parser("gpu-check", help="on a CUDA machine: run every chapter on the GPU and compare its "
+                       "verdicts with the committed ones (make test-gpu)", add_help=False)
+    g.add_argument("rest", nargs=argparse.REMAINDER)
+
+    sub.add_parser("scoreboard", help="write scoreboard.md and status.md from the committed pages")
     sub.add_parser("sync-install", help="rewrite each notebook's Colab install cell from _config.yml's repository url")
 
     d = sub.add_parser("data", help="the data cache")
@@ -63,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MNIST ready in {data_dir() / 'mnist'} ({len(images)} training images)")
             return 0
         if args.command == "scoreboard":
-            from .scoreboard import write_scoreboard
+            from .scoreboard import write_scoreboard, write_status
 
-            print(f"wrote {write_scoreboard(runner.LEDGER_DIR, runner.REPO_ROOT / 'scoreboard.md')}")
+            sources = {c.name: runner.page_source(c) for c in available_chapters()}
+            print(f"wrote {write_scoreboard(sources, runner.REPO_ROOT / 'scoreboard.md')}")
+            print(f"wrote {write_status(sources, sources, runner.REPO_ROOT / 'status.md')}")
             return 0
+        if args.command == "gpu-check":
+            from . import gpucheck
+
+            return gpucheck.main(args.rest)
         if args.command == "sync-install":
             from .colab import sync_install_cells
 
@@ -78,15 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             outcomes = runner.run(args.chapters, params, quick=args.quick, inplace=args.inplace,
                                   progress=not args.no_progress)
             return 0 if all(o.ok for o in outcomes) else 1
+        if args.command == "evidence":
+            outcomes = runner.run(args.chapters, params, quick=False, progress=not args.no_progress)
+            runner.store_evidence(outcomes)
+            return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "build":
-            ok = True
-            if args.no_execute:
-                if args.chapters or params or args.quick is not None:
-                    raise runner.UsageError("--no-execute takes no chapters, -p, --quick or --full")
-            else:
+            ok, executed = True, []
+            execute = args.execute or bool(args.chapters or params or args.quick is not None)
+            if args.no_execute and execute:
+                raise runner.UsageError("--no-execute takes no --execute, chapters, -p, --quick or --full")
+            if execute:
                 outcomes = runner.run(args.chapters, params, quick=args.quick, progress=not args.no_progress)
                 ok = all(o.ok for o in outcomes)
-            code = runner.build_html(executed=not args.no_execute)
+                executed = [o.chapter for o in outcomes if o.ok]
+            code = runner.build_html(executed=executed)
             return 0 if ok and code == 0 else 1
     except (runner.UsageError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -42,6 +42,8 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in [
             "https://timdettmers.com/2022/08/17/llm-int8-and-emergent-features/", 2022, ("int8",), ("int8",)),
     Chapter("gpu", "Which GPU for deep learning", "Which GPU(s) to Get for Deep Learning",
             "https://timdettmers.com/2023/01/30/which-gpu-for-deep-learning/", 2023, ("gpu",)),
+    Chapter("predictions", "The forecasts, scored", "The posts' forecasts (2014–2023), scored against what happened",
+            "https://timdettmers.com/", 2026, ("pred",)),
 ]}
 
 

@@ -113,6 +113,13 @@ def _ledger_counts(name: str) -> dict[str, int]:
     return json.loads(path.read_text())["counts"] if path.exists() else {}
 
 
+def command_line(chapter: Chapter, parameters: dict[str, Any], inplace: bool = False) -> str:
+    """The command that reproduces one chapter's run (stamped on its ledger as provenance)."""
+    mode = {True: " --quick", False: " --full"}.get(parameters.get("QUICK"), "")
+    extra = "".join(f" -p {k} {v!r}" for k, v in parameters.items() if k != "QUICK")
+    return f"python -m book run {chapter.name}{mode}{extra}" + (" --inplace" if inplace else "")
+
+
 def execute_chapter(chapter: Chapter, parameters: dict[str, Any], *, inplace: bool = False,
                     progress: bool = True) -> Outcome:
     """Run one chapter; never raises for a failing notebook (the Outcome says so)."""
@@ -123,6 +130,7 @@ def execute_chapter(chapter: Chapter, parameters: dict[str, Any], *, inplace: bo
     if stale.exists():
         stale.unlink()  # a failed run must not leave the last run's ledger looking current
     os.environ["BOOK_LEDGER_DIR"] = str(LEDGER_DIR)   # the kernel inherits it
+    os.environ["BOOK_RUN_COMMAND"] = command_line(chapter, parameters, inplace)
     start = time.perf_counter()
     try:
         if inplace:
@@ -184,25 +192,38 @@ def run(names: Sequence[str] = (), raw_params: Sequence[tuple[str, str]] = (), *
 def summary(outcomes: Iterable[Outcome]) -> str:
     from .ledger import VERDICTS
 
-    head = f"{'chapter':<8} {'status':<7} {'seconds':>8}  " + "  ".join(f"{v:>10}" for v in VERDICTS)
-    lines = [head, "-" * len(head)]
+    head = f"{'chapter':<12} {'status':<7} {'seconds':>8}  verdicts"
+    lines = [head, "-" * 72]
     for o in outcomes:
-        counts = "  ".join(f"{o.counts.get(v, '-'):>10}" for v in VERDICTS)
-        lines.append(f"{o.chapter:<8} {'ok' if o.ok else 'FAILED':<7} {o.seconds:>8.1f}  {counts}")
+        counts = ", ".join(f"{o.counts[v]} {v}" for v in VERDICTS if o.counts.get(v)) or "-"
+        lines.append(f"{o.chapter:<12} {'ok' if o.ok else 'FAILED':<7} {o.seconds:>8.1f}  {counts}")
         if o.error:
-            lines.append(f"         {o.error}")
+            lines.append(f"             {o.error}")
     failed = [o.chapter for o in outcomes if not o.ok]
     lines.append(f"{len(failed)} chapter(s) failed: {', '.join(failed)}" if failed else "all chapters ran")
     return "\n".join(lines)
 
 
 # -- the book ------------------------------------------------------------------------------------
-ROOT_PAGES = ("_config.yml", "_toc.yml", "intro.md", "scoreboard.md", "references.bib", "_static")
+ROOT_PAGES = ("_config.yml", "_toc.yml", "intro.md", "scoreboard.md", "status.md", "references.bib", "_static")
 
 
-def stage_site(executed: bool) -> Path:
-    """Lay out the book's source in _build/site: the root pages plus, for each chapter, the executed
-    copy of this run (`executed`) or the committed notebook."""
+def page_source(chapter: Chapter, executed: Iterable[str] = ()) -> Path:
+    """The notebook the book shows for a chapter: this build's executed copy when the chapter ran in
+    this build, else its committed full-mode evidence (results/NAME/NAME.ipynb), else the committed
+    quick run in notebooks/."""
+    from .evidence import page_notebook
+
+    copy = EXECUTED_DIR / chapter.notebook.name
+    if chapter.name in executed and copy.exists():
+        return copy
+    return page_notebook(chapter.name) or chapter.notebook
+
+
+def stage_site(executed: Iterable[str] = ()) -> tuple[Path, dict[str, Path]]:
+    """Lay out the book's source in _build/site: the root pages plus one notebook per chapter (see
+    `page_source`). Returns the site and, per chapter, where its page came from."""
+    executed = set(executed)
     if SITE_DIR.exists():
         shutil.rmtree(SITE_DIR)
     (SITE_DIR / "notebooks").mkdir(parents=True)
@@ -212,20 +233,26 @@ def stage_site(executed: bool) -> Path:
             shutil.copytree(src, SITE_DIR / name)
         elif src.exists():
             shutil.copy2(src, SITE_DIR / name)
+    sources = {}
     for chapter in available_chapters():
-        copy = EXECUTED_DIR / chapter.notebook.name
-        shutil.copy2(copy if executed and copy.exists() else chapter.notebook, SITE_DIR / "notebooks")
-    return SITE_DIR
+        sources[chapter.name] = page_source(chapter, executed)
+        shutil.copy2(sources[chapter.name], SITE_DIR / "notebooks" / chapter.notebook.name)
+    return SITE_DIR, sources
 
 
-def build_html(executed: bool, out=None) -> int:
-    """Write the scoreboard, stage the site and render it with Jupyter Book into _build/html.
-    Warnings are errors (-W), so a broken page fails the build."""
-    from .scoreboard import write_scoreboard
+def build_html(executed: Iterable[str] = (), out=None) -> int:
+    """Stage the site, write the scoreboard and the status page from the very notebooks staged (one
+    build, one truth), and render it with Jupyter Book into _build/html. Warnings are errors (-W),
+    so a broken page fails the build."""
+    from .scoreboard import write_scoreboard, write_status
 
     out = out or sys.stdout
-    write_scoreboard(LEDGER_DIR, REPO_ROOT / "scoreboard.md")
-    site = stage_site(executed)
+    site, sources = stage_site(executed)
+    pages = {name: site / "notebooks" / f"{name}.ipynb" for name in sources}
+    for target in (REPO_ROOT / "scoreboard.md", site / "scoreboard.md"):
+        write_scoreboard(pages, target)
+    for target in (REPO_ROOT / "status.md", site / "status.md"):
+        write_status(pages, sources, target)
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(site), "--path-output", str(BUILD_DIR / "book"),
            "-W", "--keep-going"]
@@ -240,4 +267,20 @@ def build_html(executed: bool, out=None) -> int:
     return code
 
 
-__all__ = ["run", "resolve", "summary", "build_html", "stage_site", "UsageError", "CHAPTERS"]
+def store_evidence(outcomes: Iterable[Outcome], out=None) -> list[Path]:
+    """After full runs: store each successful chapter's executed notebook and ledger in results/."""
+    from .evidence import publish_run
+
+    stored = []
+    for o in outcomes:
+        if not o.ok:
+            print(f"{o.chapter}: failed, its evidence in results/ is left as it was", file=out or sys.stdout)
+            continue
+        folder = publish_run(o.chapter, EXECUTED_DIR / f"{o.chapter}.ipynb", LEDGER_DIR / f"{o.chapter}.json")
+        print(f"{o.chapter}: evidence stored in {folder.relative_to(REPO_ROOT)}", file=out or sys.stdout)
+        stored.append(folder)
+    return stored
+
+
+__all__ = ["run", "resolve", "summary", "build_html", "stage_site", "page_source", "store_evidence",
+           "command_line", "UsageError", "CHAPTERS"]

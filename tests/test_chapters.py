@@ -62,6 +62,29 @@ def test_every_claim_shows_a_verdict_in_the_committed_outputs(chapter):
     assert not missing, f"no verdict shown for {missing}"
 
 
+def _pages(chapter):
+    from book.evidence import page_notebook
+
+    return [p for p in (chapter.notebook, page_notebook(chapter.name)) if p]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=[c.name for c in NOTEBOOKS])
+def test_every_committed_ledger_is_complete_and_every_check_can_fail(chapter):
+    """The ledger each committed page carries: every id, a `fails_if` on every measured verdict, and
+    no verdict masked from nbval unless it is a timing's (check_interval)."""
+    from book.ledger import ledger_from_notebook
+
+    ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
+    for page in _pages(chapter):
+        ledger = ledger_from_notebook(page)
+        assert ledger, f"{page} carries no finished ledger"
+        assert [row["id"] for row in ledger["claims"]] == ids, f"{page}: ledger ids differ from claims.md"
+        no_fail = [row["id"] for row in ledger["claims"]
+                   if row["verdict"] not in ("cited", "needs-gpu", "needs-resource") and not row.get("fails_if")]
+        assert not no_fail, f"{page}: no fails_if for {no_fail}"
+        assert ledger.get("provenance", {}).get("versions"), f"{page}: ledger without provenance"
+
+
 def test_the_toc_lists_exactly_the_chapters_present_in_book_order():
     toc = (REPO_ROOT / "_toc.yml").read_text()
     listed = re.findall(r"file:\s*notebooks/(\w+)", toc)

@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from book import chapters, runner
+from book.chapters import REPO_ROOT
 from book.__main__ import main
 from book.scoreboard import render_scoreboard
 
@@ -90,11 +91,28 @@ def test_inplace_refreshes_the_committed_outputs(sandbox):
     assert "execution" not in nb.cells[-1].metadata
 
 
-def test_scoreboard_lists_every_claim(tmp_path):
+def test_scoreboard_lists_every_claim():
     ledger = {"chapter": "conv", "mode": "quick", "device": "cpu",
-              "counts": {"reproduced": 1, "differs": 0, "needs-gpu": 0, "cited": 0},
-              "claims": [{"id": "conv-3", "verdict": "reproduced", "claim": "a | b", "post": 1, "measured": 2,
-                          "tolerance": "exact", "mode": "quick", "device": "cpu", "volatile": True, "source": ""}]}
-    page = render_scoreboard([ledger])
-    assert '| conv-3 | <span class="verdict verdict-reproduced">reproduced</span> | a \\| b | 1 | ⟨2⟩ |' in page
+              "counts": {"reproduced": 1},
+              "provenance": {"date": "2026-11-27T10:00:00Z"},
+              "claims": [{"id": "conv-3", "verdict": "reproduced", "claim": "a | b costs $5", "post": 1, "measured": 2,
+                          "tolerance": "exact", "mode": "quick", "device": "cpu", "volatile": True, "source": "",
+                          "evidence": {}}]}
+    page = render_scoreboard({"conv": ledger})
+    assert ('| conv-3 | <span class="verdict verdict-reproduced">reproduced</span> | a \\| b costs \\$5 | 1 | ⟨2⟩ '
+            '| exact | this run (quick, cpu, 2026-11-27) |') in page
     assert "| conv-4 | <span" in page and "verdict-not-run" in page and "## Data parallelism — not run" in page
+    assert "| **total** |" in page and "undecided" in page and "came-true" in page   # the legend
+
+
+def test_status_page_says_what_ran_where(tmp_path):
+    from book.scoreboard import render_status
+
+    ledger = {"chapter": "conv", "mode": "full", "device": "cpu", "wall_s": 57.0, "command": "python -m book run conv --full",
+              "provenance": {"date": "2026-11-27T10:00:00Z", "commit": "abc123", "dirty": False,
+                             "device_name": "AMD EPYC (2 logical cores)",
+                             "versions": {"python": "3.11.7", "torch": "2.13.0", "numpy": "2.4", "scipy": "1.17"}}}
+    page = render_status({"conv": ledger}, {"conv": REPO_ROOT / "results" / "conv" / "conv.ipynb"})
+    assert "| `results/conv/conv.ipynb` | full | AMD EPYC (2 logical cores) | 2026-11-27 10:00:00 | `abc123` | 57 s | 3.11.7 | 2.13.0 | 2.4 |" in page
+    assert "`python -m book run conv --full`" in page and "scipy 1.17" in page
+
