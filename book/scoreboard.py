@@ -27,6 +27,15 @@ def _in_toc(name: str) -> bool:
     return toc.exists() and f"notebooks/{name}" in toc.read_text(encoding="utf-8")
 
 
+def _claims_url() -> str:
+    try:
+        from .colab import repository_url
+
+        return repository_url().rstrip("/") + "/blob/main/book/claims.md"
+    except (OSError, ValueError):
+        return "https://github.com/"
+
+
 def _evidence(row: dict[str, Any], led: dict[str, Any]) -> str:
     ev = row.get("evidence") or {}
     if ev:
@@ -53,8 +62,8 @@ def legend_lines() -> list[str]:
 def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
     """`ledgers`: chapter name -> the ledger its page shows (None: the page has none)."""
     lines = ["# Scoreboard", "",
-             "Every claim of every post (the catalogue is the package's `book/claims.md`), with the verdict "
-             "its chapter page shows.", ""] + legend_lines() + [
+             f"Every claim of every post (the catalogue: [`book/claims.md`]({_claims_url()})), with the "
+             "verdict its chapter page shows.", ""] + legend_lines() + [
         "", "| chapter | page | " + " | ".join(_badge(v) for v in VERDICTS) + " | not run |",
         "|---|---|" + "---|" * (len(VERDICTS) + 1)]
     totals = {v: 0 for v in VERDICTS}
