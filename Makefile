@@ -42,3 +42,16 @@ test: setup data
 
 clean:
 	rm -rf _build scoreboard.md
+
+.PHONY: test-gpu check-html
+
+# On a CUDA machine: every chapter QUICK and full on the GPU, every verdict compared with the
+# committed ones (notebooks/, results/); report and GPU ledgers in _build/gpu. Refuses on a CPU.
+test-gpu: setup data
+	$(PY) -m book gpu-check $(ARGS)
+
+# The reader's checks on the rendered book in _build/html (build it first: make book, or
+# `python -m book build --no-execute`): no prose typeset as math, no tracebacks, links and images
+# resolve, local MathJax, each chapter ends with its ledger, the scoreboard agrees with the pages.
+check-html: setup
+	BOOK_HTML_DIR="$(CURDIR)/_build/html" $(PY) -m pytest tests/test_rendered.py -p no:cacheprovider -q

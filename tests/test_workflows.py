@@ -1,0 +1,117 @@
+"""The CI workflows in .github/workflows: parsed, their triggers, the make targets they call, Pages'
+permissions, artifacts kept on failure, and the GPU runner's label set in one place."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+NAMES = ("ci.yml", "pages.yml", "gpu.yml")
+
+
+def load(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    # YAML 1.1 reads the key `on` as True
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps(workflow: dict) -> list[dict]:
+    return [s for job in workflow["jobs"].values() for s in job.get("steps", [])]
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return set(re.findall(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", text, re.M))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parses_with_jobs_and_steps(name):
+    wf = load(name)
+    assert wf.get("name") and wf.get("on") and wf.get("jobs"), name
+    for job_id, job in wf["jobs"].items():
+        assert "runs-on" in job, f"{name}: job {job_id} has no runs-on"
+        assert job.get("steps"), f"{name}: job {job_id} has no steps"
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), f"{name}: a step needs exactly one of uses/run: {step}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_make_target_called_exists(name):
+    targets = make_targets()
+    called = [t for s in steps(load(name)) for t in re.findall(r"\bmake\s+([A-Za-z0-9_.-]+)", s.get("run", ""))]
+    assert called, f"{name} calls no make target"
+    missing = [t for t in called if t not in targets]
+    assert not missing, f"{name} calls make targets the Makefile lacks: {missing}"
+
+
+def test_ci_runs_the_readme_test_command_on_push_and_pull_request():
+    wf = load("ci.yml")
+    assert "push" in wf["on"] and "pull_request" in wf["on"]
+    runs = " ".join(s.get("run", "") for s in steps(wf))
+    assert re.search(r"\bmake test\b", runs)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make test" in readme
+
+
+def test_ci_python_and_pip_cache():
+    setup = [s for s in steps(load("ci.yml")) if s.get("uses", "").startswith("actions/setup-python@")]
+    assert setup, "ci.yml does not set up Python"
+    w = setup[0]["with"]
+    assert str(w["python-version"]) == "3.11"
+    assert w.get("cache") == "pip" and "requirements.txt" in w.get("cache-dependency-path", "")
+
+
+def test_ci_keeps_html_executed_notebooks_and_ledgers_even_on_failure():
+    uploads = [s for s in steps(load("ci.yml")) if s.get("uses", "").startswith("actions/upload-artifact@")]
+    paths = " ".join(s["with"]["path"] for s in uploads)
+    for needed in ("_build/html", "_build/executed", "_build/ledgers"):
+        assert needed in paths, f"ci.yml does not upload {needed}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_artifact_uploads_run_always(name):
+    for step in steps(load(name)):
+        if step.get("uses", "").startswith("actions/upload-artifact@"):
+            assert str(step.get("if", "")).replace(" ", "") == "always()", f"{name}: {step.get('name')} lacks if: always()"
+
+
+def test_pages_builds_from_main_and_deploys_with_the_right_permissions():
+    wf = load("pages.yml")
+    assert wf["on"]["push"]["branches"] == ["main"]
+    perms = wf.get("permissions", {})
+    assert perms.get("pages") == "write" and perms.get("id-token") == "write" and perms.get("contents") == "read"
+    assert wf.get("concurrency", {}).get("group")
+    uses = [s.get("uses", "") for s in steps(wf)]
+    assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
+    assert any(u.startswith("actions/deploy-pages@") for u in uses)
+    runs = " ".join(s.get("run", "") for s in steps(wf))
+    assert re.search(r"\bmake book\b", runs)
+    artifact = next(s for s in steps(wf) if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    assert artifact["with"]["path"] == "_build/html"
+    deploy = next(j for j in wf["jobs"].values()
+                  if any(s.get("uses", "").startswith("actions/deploy-pages@") for s in j["steps"]))
+    assert deploy.get("needs") and deploy["environment"]["name"] == "github-pages"
+
+
+def test_gpu_workflow_weekly_and_on_demand_on_one_runner_label():
+    wf = load("gpu.yml")
+    assert "workflow_dispatch" in wf["on"]
+    crons = [entry["cron"] for entry in wf["on"]["schedule"]]
+    assert len(crons) == 1 and crons[0].split()[2:4] == ["*", "*"] and crons[0].split()[4] != "*", \
+        "the GPU check runs weekly (one day of the week)"
+    text = (WORKFLOWS / "gpu.yml").read_text(encoding="utf-8")
+    assert text.count("vars.GPU_RUNNER_LABEL") == 1, "the runner label is read in one place"
+    labels = [job["runs-on"] for job in wf["jobs"].values()]
+    assert all("self-hosted" in lab for lab in labels)
+    assert sum("vars.GPU_RUNNER_LABEL" in str(lab) for lab in labels) == 1
+    runs = " ".join(s.get("run", "") for s in steps(wf))
+    assert re.search(r"\bmake test-gpu\b", runs)
+    uploads = [s for s in steps(wf) if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert any("_build/gpu" in s["with"]["path"] for s in uploads)
