@@ -32,16 +32,18 @@ book: setup data
 	$(PY) -m book build $(ARGS)
 
 # One pytest run: the unit tests, then every committed notebook executed once (QUICK, its defaults)
-# and compared with its committed outputs; the chapters' ledgers land in _build/ledgers, from
-# which the book is rendered without executing anything a second time.
+# and compared with its committed outputs. Then the book is rendered from the committed pages
+# (full-mode runs in results/ where there are, else the notebooks just verified) without executing
+# anything a second time, and the rendered pages are checked as a reader would.
 test: setup data
 	rm -rf "$(BOOK_LEDGER_DIR)"
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-cell-timeout=1200 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	$(PY) -m book build --no-execute
+	$(MAKE) check-html
 
 clean:
-	rm -rf _build scoreboard.md
+	rm -rf _build scoreboard.md status.md
 
 .PHONY: test-gpu check-html
 
