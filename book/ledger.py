@@ -49,10 +49,11 @@ VERDICT_MEANINGS = {
     "needs-gpu": "this run had no GPU; the same code measures it on one",
     "needs-resource": "a named resource other than a GPU (e.g. model weights offline) was missing",
     "cited": "a fact no code can re-derive, with its source",
-    "came-true": "a forecast whose pre-stated criterion the dated evidence meets",
-    "partly": "a forecast that the evidence meets in part (the row says which part)",
-    "not-yet-due": "a forecast whose date has not come; the evidence so far is shown",
-    "wrong": "a forecast past its date that the evidence contradicts",
+    "came-true": "a forecast every part of which happened by its date, by a criterion fixed before looking",
+    "partly": "a forecast some part of which happened (or happened late, within twice its horizon) and "
+              "another did not",
+    "not-yet-due": "a forecast whose date is still to come, every part already settled having come true",
+    "wrong": "a forecast whose date has passed with no part of it come true",
 }
 TIMED_LEGEND = ("⟨ ⟩ marks what depends on the run (timings on this machine, float reduction order): "
                 "those numbers, and the verdicts of timed claims, may change from run to run; everything "
