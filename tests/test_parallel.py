@@ -1,7 +1,9 @@
 """book.parallel on real worker processes: split-matmul identities, gradient equality of data
-parallelism with 2 and 3 processes, the traffic counters, clean failure and freed ports."""
+parallelism with 2 and 3 processes, the traffic counters, clean failure and freed ports, and
+workers that end with their launcher however and whenever it dies."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -176,33 +178,98 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_workers_do_not_outlive_a_launcher_that_dies():
-    script = ("import os\nfrom book import parallel as P\nif __name__ == '__main__':\n"
-              "    pool = P.Pool(2, timeout_s=60); pool.start(); pool.run(P.rank_sum, 1.0)\n"
-              "    print(pool._outdir, *[p.pid for p in pool._processes], flush=True)\n"
-              "    os._exit(1)  # no cleanup at all: as if the kernel were killed\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
+LAUNCHER = """
+import os, signal, socket, sys, time
+from book import parallel as P
+if __name__ == '__main__':
+    phase = sys.argv[1]
+    if phase == "start-up":  # a store that accepts connections and never answers: the workers hang in connect
+        mute = socket.create_server(("127.0.0.1", 0))
+        P.pool._open_store = lambda timeout_s: type("Mute", (), {"port": mute.getsockname()[1]})()
+    pool = P.Pool(2, timeout_s=60)
+    pool.start()
+    if phase == "start-up":
+        mute.settimeout(50)
+        peers = [mute.accept() for _ in range(2)]  # both workers are now inside the store's connect
+    else:
+        pool.run(P.rank_sum, 1.0)  # the group is up
+    print(pool._outdir, *[p.pid for p in pool._processes], flush=True)
+    if phase == "task":
+        pool.run(P.busy_for, 60.0)  # killed while the workers compute
+    elif phase == "exit":
+        os._exit(1)  # ends with no cleanup at all, between tasks
+    time.sleep(60)
+"""
+
+
+def _kill_launcher_in(phase: str, wait_s: float) -> tuple[float, list[int], str]:
+    """Start a launcher, SIGKILL it (only it) `wait_s` seconds after it reported its workers, and
+    return how long the workers outlived it, their pids (any still alive are killed) and its folder."""
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, phase], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         outdir, *pids = proc.stdout.readline().split() or [""]  # not communicate(): orphans would hold the pipe
         pids = [int(p) for p in pids]
+        time.sleep(wait_s)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        died = time.monotonic()
+        deadline = died + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        outlived = time.monotonic() - died
     finally:
         proc.stdout.close()
         if proc.poll() is None:
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    for p in pids:  # never leave them behind, even when the test fails
+        if _alive(p):
+            os.kill(p, signal.SIGKILL)
     assert len(pids) == 2, "the launcher did not report its workers"
-    deadline = time.monotonic() + 20
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = [p for p in pids if _alive(p)]
-    for p in left:  # do not leave them behind even when the test fails
-        os.kill(p, 9)
-    if outdir.startswith(tempfile.gettempdir()):
-        shutil.rmtree(outdir, ignore_errors=True)  # the launcher died before it could clean up
-    assert not left, f"workers {left} outlived their launcher"
+    return outlived, pids, outdir
+
+
+def _assert_gone(outlived: float, outdir: str, within_s: float) -> None:
+    assert outlived <= within_s, f"workers outlived their launcher by {outlived:.1f} s"
+    leftover = os.path.isdir(outdir)
+    if leftover and outdir.startswith(tempfile.gettempdir()):
+        shutil.rmtree(outdir, ignore_errors=True)
+    assert not leftover, f"the result folder {outdir} was left behind"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_end_when_the_launcher_is_killed_during_start_up():
+    # killed while both workers wait in the store's connect (the store accepted and never answers);
+    # before the fix they waited there for the whole 60 s timeout
+    outlived, _, outdir = _kill_launcher_in("start-up", 0.0)
+    _assert_gone(outlived, outdir, within_s=2.0)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_end_when_the_launcher_is_killed_while_a_task_runs():
+    outlived, _, outdir = _kill_launcher_in("task", 0.5)
+    _assert_gone(outlived, outdir, within_s=2.0)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_end_when_the_launcher_exits_between_tasks_without_cleanup():
+    outlived, _, outdir = _kill_launcher_in("exit", 0.0)
+    _assert_gone(outlived, outdir, within_s=2.0)
+
+
+def test_result_folders_of_dead_launchers_are_removed_by_the_next_pool(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs (reaped)
+    orphan = tmp_path / f"{P.RESULT_DIR_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{P.RESULT_DIR_PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{P.RESULT_DIR_PREFIX}x-ghi"
+    for d in (orphan, live, other):
+        d.mkdir()
+        (d / "task0-rank0.pt").write_bytes(b"0")
+    assert P.remove_stale_result_dirs(str(tmp_path)) == [str(orphan)]
+    assert not orphan.exists() and live.exists() and other.exists()
 
 
 def test_model_parallel_training_equals_single_process(pool2):
