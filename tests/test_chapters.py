@@ -101,3 +101,26 @@ def test_the_landing_page_names_every_chapter_and_post():
 def test_the_repository_url_lives_in_config():
     assert repository_url().startswith("https://")
     assert repository_url() in install_cell_source()
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=[c.name for c in NOTEBOOKS])
+def test_every_chapter_has_committed_full_mode_evidence_with_provenance(chapter):
+    """results/NAME/: the last full run's notebook (the page the book shows) and ledger, stamped with
+    commit, date, device, versions, wall time and the command that made it."""
+    import json
+
+    from book.evidence import RESULTS_DIR
+    from book.ledger import ledger_from_notebook
+
+    folder = RESULTS_DIR / chapter.name
+    ledger = json.loads((folder / "ledger.json").read_text(encoding="utf-8"))
+    assert ledger["mode"] == "full" and ledger["chapter"] == chapter.name
+    prov = ledger["provenance"]
+    for key in ("commit", "date", "device", "device_name", "versions"):
+        assert prov.get(key), f"{chapter.name}: provenance lacks {key}"
+    assert prov["versions"].get("torch") and prov["versions"].get("python")
+    assert ledger["wall_s"] > 0 and f"run {chapter.name} --full" in ledger["command"]
+    page = ledger_from_notebook(folder / f"{chapter.name}.ipynb")
+    assert page == ledger, f"{chapter.name}: the stored notebook and ledger.json are from different runs"
+    unexplained = [r["id"] for r in ledger["claims"] if "unexplained" in (r.get("why") or "")]
+    assert not unexplained, f"{chapter.name}: full-mode claims left unexplained: {unexplained}"
