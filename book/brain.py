@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 DATA_FILE = Path(__file__).with_name("data_files") / "brain_hpcg_top1.csv"
+SOURCINGS = ("published", "memory")
 
 # --------------------------------------------------------------------------------------------
 # The post's numbers, each with the sentence it comes from
@@ -334,7 +335,8 @@ class ListEntry:
     system: str
     pflops: float
     source: str
-    sourcing: str
+    sourcing: str                  # "published" (checked against the source) or "memory" (not verified)
+    unverified_because: str = ""   # for a "memory" row: why it could not be verified
 
     @property
     def year(self) -> float:
@@ -353,10 +355,14 @@ def load_top1(path: str | Path | None = None, benchmark: str | None = None) -> l
     for rec in csv.DictReader(io.StringIO(body)):
         if not rec["source"].strip():
             raise ValueError(f"row {rec['edition']} {rec['benchmark']} has no source")
-        if rec["sourcing"] not in ("press", "memory"):
+        sourcing = {"press": "published"}.get(rec["sourcing"], rec["sourcing"])  # older files said "press"
+        if sourcing not in SOURCINGS:
             raise ValueError(f"row {rec['edition']} {rec['benchmark']}: unknown sourcing {rec['sourcing']!r}")
+        reason = (rec.get("unverified_because") or "").strip()
+        if sourcing == "memory" and "unverified_because" in rec and not reason:
+            raise ValueError(f"row {rec['edition']} {rec['benchmark']} is from memory: say why it is unverified")
         entry = ListEntry(rec["edition"], rec["benchmark"], rec["system"], float(rec["pflops"]),
-                          rec["source"], rec["sourcing"])
+                          rec["source"], sourcing, reason)
         if entry.pflops <= 0:
             raise ValueError(f"row {entry.edition} {entry.benchmark}: non-positive Pflop/s")
         if benchmark is None or entry.benchmark == benchmark:
@@ -430,6 +436,38 @@ def electricity_cost(power_w: float, price_per_kwh: float, hours: float = 24.0) 
     """Cost of running at `power_w` for `hours` at `price_per_kwh`."""
     _positive(power_w=power_w, price_per_kwh=price_per_kwh, hours=hours)
     return power_w / 1000.0 * hours * price_per_kwh
+
+
+def homes_powered(power_w: float, kwh_per_home_year: float) -> float:
+    """How many homes of a given yearly consumption a constant draw of `power_w` would supply."""
+    _positive(power_w=power_w, kwh_per_home_year=kwh_per_home_year)
+    return power_w / 1000.0 * HOURS_PER_YEAR / kwh_per_home_year
+
+
+HOURS_PER_YEAR = 24 * 365
+
+# Per-home electricity consumption, each with its source and date (brain-10).
+HOME_CONSUMPTION: dict[str, tuple[float, str]] = {
+    "Germany, average household (2005)": (3074, "VDEW (now BDEW), via stromtip.de: 3,074 kWh per household in 2005"),
+    "Germany, two-person household (2014)": (3440, "BDEW Energie-Info 'Stromverbrauch im Haushalt', January 2016"),
+    "US, average residential customer (2012)": (10837, "US EIA, via 411answers: 10,837 kWh per residential customer in 2012"),
+    "US, average residential customer (2020)": (10715, "US EIA FAQ 'How much electricity does an American home use?', "
+                                                       "updated 2021-10-07: 10,715 kWh in 2020"),
+    "US, Louisiana, highest state (2020)": (14407, "US EIA FAQ (same page): Louisiana 14,407 kWh per customer, 2020 "
+                                                   "(the heaviest air-conditioning use)"),
+}
+
+# Kurzweil's brain estimates, the firing-rate model the post says he uses (brain-3, brain-11).
+KURZWEIL: dict[str, tuple[float, str]] = {
+    "connections": (1e14, "Kurzweil, The Age of Spiritual Machines (1999): 100 billion neurons x ~1000 connections "
+                          "= 100 trillion connections"),
+    "rate_hz": (200.0, "same: each connection computing at 200 calculations per second"),
+    "estimate": (2e16, "same: '20 million billion calculations per second', reached by 2020 (quoted at "
+                       "own-the-internet.com/Quotes/the-human-brain)"),
+    "range_low": (1e14, "Kurzweil, The Singularity Is Near (2005), ch. 3: estimates from functional simulations "
+                        "of brain regions near 10^14-10^15 cps"),
+    "range_high": (1e16, "same: 10^16 cps used as the conservative figure for functional simulation"),
+}
 
 
 def implied_price_per_kwh(power_w: float, cost_per_day: float) -> float:
@@ -540,7 +578,7 @@ def plot_tornado(swings: Sequence[Swing], base: float, target: float, ax=None):
     for i, s in enumerate(reversed(swings)):
         lo, hi = sorted((s.flops_low, s.flops_high))
         ax.barh(i, hi - lo, left=lo, color="#8172b3")
-        ax.text(max(hi, base, target) * 1.1, i, f"{_short(s.low)} to {_short(s.high)}", va="center", fontsize=8)
+        ax.text(max(hi, base, target) * 1.1, i, f"{_short(s.low)} to {_short(s.high)}", va="center", fontsize=9)
     ax.set_yticks(range(len(swings)), [s.name for s in reversed(swings)])
     ax.axvline(base, color="k", lw=1, label=f"all inputs at the post's values: {base:.4g}")
     ax.axvline(target, color="#c44e52", ls="--", label=f"post: {target:.4g}")
@@ -551,7 +589,7 @@ def plot_tornado(swings: Sequence[Swing], base: float, target: float, ax=None):
     ax.set_xlim(lows / 1.5, highs * 4)
     ax.set_xlabel("FLOPS")
     ax.set_title("Sensitivity over the ranges the post states")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     return ax
 
 
@@ -559,7 +597,7 @@ def plot_lnp(x_trace: np.ndarray, rate: np.ndarray, spikes: np.ndarray, waits: n
     """Left: one neuron's summed input, rate and Poisson-gated output over time; right: the waiting times."""
     import matplotlib.pyplot as plt
 
-    fig, (a, c) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (a, c) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [2, 1]})
     t_in = np.arange(len(x_trace))
     offset = len(x_trace) - len(rate)
     t = np.arange(offset, len(x_trace))
@@ -574,14 +612,14 @@ def plot_lnp(x_trace: np.ndarray, rate: np.ndarray, spikes: np.ndarray, waits: n
     a.set_xlabel("time step")
     a.set_title("An LNP neuron as conv + ReLU + Poisson dropout")
     a.set_ylabel("firing rate (a.u.)")
-    a.legend(fontsize=8)
+    a.legend(fontsize=9)
     k = np.arange(0, int(waits.max()) + 1)
     freq = np.bincount(waits.astype(int), minlength=len(k)) / len(waits)
     c.bar(k, freq, color="#8172b3", label="sampled")
     c.plot(k, poisson_pmf(k, lam), "ko", label=f"Poisson({lam}) pmf")
-    c.set_xlabel("waiting time until the neuron may fire (cycles)")
+    c.set_xlabel("waiting time (cycles)")
     c.set_title(f"Poisson({lam}) waiting times")
-    c.legend(fontsize=8)
+    c.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -592,7 +630,7 @@ def plot_extrapolation(start_year: float, start_flops: float, paces: dict[str, f
     """The post's three paces, the real #1 points (HPCG and HPL), the fit and the brain's estimate."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.2))
     years = np.linspace(start_year, end_year, 300)
     for (label, d), colour in zip(paces.items(), ("#dd8452", "#55a868", "#c44e52")):
         ax.plot(years, start_flops * 2 ** ((years - start_year) / d), color=colour, ls="--",
@@ -618,7 +656,7 @@ def plot_extrapolation(start_year: float, start_flops: float, paces: dict[str, f
     ax.set_xlabel("year")
     ax.set_ylabel("FLOPS")
     ax.set_title("When does the fastest practical supercomputer reach the brain's estimate?")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -644,7 +682,8 @@ __all__ = [
     "firing_rate_flops", "NeuronType", "neuron_types", "dense_macs", "filter_macs", "Reading", "READINGS",
     "lnp_flops", "all_readings", "closest_reading", "post_sizes", "exact_products", "Swing", "sensitivity",
     "doublings_needed", "year_reached", "edition_year", "ListEntry", "load_top1", "DoublingFit",
-    "fit_doubling_time", "electricity_cost", "implied_price_per_kwh", "LNPNeuron", "poisson_waiting_times",
+    "fit_doubling_time", "electricity_cost", "implied_price_per_kwh", "homes_powered", "HOURS_PER_YEAR",
+    "HOME_CONSUMPTION", "KURZWEIL", "SOURCINGS", "LNPNeuron", "poisson_waiting_times",
     "poisson_pmf", "lnp_reference", "DATA_FILE", "plot_readings", "plot_tornado", "plot_lnp",
     "plot_extrapolation",
 ]

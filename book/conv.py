@@ -263,6 +263,105 @@ def lowpass(image: np.ndarray, keep_fraction: float) -> tuple[np.ndarray, float]
     return out, float(mask.mean())
 
 
+def total_after(image: np.ndarray, kernel: np.ndarray, mode: str) -> float:
+    """Σ of the convolution's output. In 'full' mode it is exactly Σ image · Σ kernel (every product
+    lands somewhere): dividing a 3×3 kernel by 9 keeps the total only if its entries sum to 9."""
+    return float(direct_convolve(image, kernel, mode).sum())
+
+
+def same_mode_share(shape: tuple[int, int], kernel: np.ndarray) -> np.ndarray:
+    """Per input pixel, the part of its kernel-weighted spread that stays inside a 'same' output:
+    Σ kernel for interior pixels, less at the border, where 'same' crops what spills over.
+    Counted pixel by pixel from the kernel's offsets (no convolution), to predict 'same' totals."""
+    k = np.asarray(kernel, dtype=np.float64)
+    h, w = shape
+    kh, kw = k.shape
+    share = np.zeros(shape)
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+    for (i, j), weight in np.ndenumerate(k):
+        # input pixel (r, c) sends weight k[i, j] to output (r + i - kh//2, c + j - kw//2) of 'same'
+        r, c = rows + i - (kh - 1) // 2, cols + j - (kw - 1) // 2
+        share += weight * ((r >= 0) & (r < h) & (c >= 0) & (c < w))
+    return share
+
+
+@dataclass(frozen=True)
+class BlurProfile:
+    """What the post says a Gaussian blur does, measured for one kernel on one image."""
+
+    steepest_step_ratio: float   # steepest horizontal/vertical step after / before (edges smoothed: < 1)
+    total_variation_ratio: float  # Σ|∇u| after / before (smoothing: < 1)
+    reaches_all_neighbours: bool  # an impulse spreads into all 8 neighbours (non-negative weights)
+    mass_kept: float              # Σ kernel (information kept: 1)
+    centre_share: float           # the weight the pixel keeps ("mixes slightly": the largest share)
+    anisotropy: float             # |var_x - var_y| + 2|cov| of the impulse response, over var_x + var_y
+    decreasing_with_distance: bool  # weights fall strictly with distance from the centre (a box's do not)
+    gaussian_deviation: float     # max |kernel - sampled Gaussian of the same per-axis variance|
+
+    def is_gaussian_blur(self, tol: float = 0.01) -> bool:
+        """The post's description, every part: smooths edges, spreads each pixel into its neighbours
+        keeping its mass and the largest share, equally in every direction, Gaussian-shaped."""
+        return (self.steepest_step_ratio < 1 and self.total_variation_ratio < 1 and self.reaches_all_neighbours
+                and abs(self.mass_kept - 1) < 1e-9 and self.anisotropy < tol and self.decreasing_with_distance
+                and self.gaussian_deviation < tol)
+
+
+def blur_profile(kernel: np.ndarray, image: np.ndarray) -> BlurProfile:
+    """Measure `kernel` (odd-sized, 2-D) against the post's description of a Gaussian blur."""
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ValueError(f"kernel must be 2-D with odd sides, not shape {k.shape}")
+    img = np.asarray(image, dtype=np.float64)
+    ch, cw = k.shape[0] // 2, k.shape[1] // 2
+    out = direct_convolve(img, k, "same")[ch:-ch or None, cw:-cw or None]  # away from the zero border
+    ref = img[ch:-ch or None, cw:-cw or None]
+
+    def steepest(u):
+        return max(np.abs(np.diff(u, axis=0)).max(), np.abs(np.diff(u, axis=1)).max())
+
+    def variation(u):
+        return np.abs(np.diff(u, axis=0)).sum() + np.abs(np.diff(u, axis=1)).sum()
+
+    y, x = np.mgrid[-ch:ch + 1, -cw:cw + 1]
+    mass = float(k.sum())
+    neighbours = k[ch - 1:ch + 2, cw - 1:cw + 2] if min(ch, cw) >= 1 else np.zeros((3, 3))
+    reaches = bool(min(ch, cw) >= 1 and (neighbours > 0).all() and (k >= 0).all())
+    if mass > 0 and (k >= 0).all():
+        p = k / mass
+        vx, vy, cov = (p * x * x).sum(), (p * y * y).sum(), (p * x * y).sum()
+        anisotropy = float((abs(vx - vy) + 2 * abs(cov)) / max(vx + vy, 1e-300))
+        gauss = np.outer(_sampled_gaussian_1d(ch, vy), _sampled_gaussian_1d(cw, vx))
+        deviation = float(np.abs(p - gauss).max())
+    else:
+        anisotropy, deviation = math.inf, math.inf
+    r2 = (x * x + y * y).ravel()
+    flat = k.ravel()
+    decreasing = all(flat[r2 == a].max() > flat[r2 == b].min() + 1e-12
+                     for a, b in zip(np.unique(r2), np.unique(r2)[1:]))
+    return BlurProfile(float(steepest(out) / steepest(ref)), float(variation(out) / variation(ref)), reaches,
+                       mass, float(k[ch, cw] / mass) if mass else math.nan, anisotropy, bool(decreasing), deviation)
+
+
+def _sampled_gaussian_1d(half: int, variance: float) -> np.ndarray:
+    """Normalised exp(-x²/2σ²) on -half..half with σ chosen so that the *sampled* weights have the
+    given variance (for few samples this differs from σ² = variance); a flat row if none fits."""
+    from scipy.optimize import brentq
+
+    xs = np.arange(-half, half + 1, dtype=np.float64)
+
+    def weights(sigma):
+        w = np.exp(-xs**2 / (2 * sigma**2))
+        return w / w.sum()
+
+    flat = float((xs**2).mean())
+    if half == 0 or variance <= 0:
+        return weights(1e-3)
+    if variance >= flat * (1 - 1e-12):
+        return np.full(xs.shape, 1.0 / xs.size)
+    sigma = brentq(lambda s: (weights(s) * xs**2).sum() - variance, 1e-3, 1e3)
+    return weights(sigma)
+
+
 # -- diffusion ------------------------------------------------------------------------------------
 def heat_propagator(t: float, diffusivity: float = 1.0, spacing: float = 1.0) -> np.ndarray:
     """The heat equation's propagator sampled on a grid of the given spacing: a Gaussian of

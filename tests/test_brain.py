@@ -137,7 +137,9 @@ def test_data_file_rows_have_sources_and_cover_every_list():
     editions = [f"{y}-{m:02d}" for y in range(2014, 2026) for m in (6, 11)]
     assert [e.edition for e in hpcg] == editions
     assert [e.edition for e in hpl] == editions
-    assert all(e.source and e.sourcing in ("press", "memory") for e in hpcg + hpl)
+    assert all(e.source and e.sourcing in b.SOURCINGS for e in hpcg + hpl)
+    # every unverified row says why; the verified ones carry no such reason
+    assert all(bool(e.unverified_because) == (e.sourcing == "memory") for e in hpcg + hpl)
     assert hpcg[0].system == "Tianhe-2" and hpcg[0].pflops == pytest.approx(0.58)
     # the #1 on HPCG never beats the #1 on HPL
     assert all(c.pflops < l.pflops for c, l in zip(hpcg, hpl))
@@ -149,6 +151,30 @@ def test_load_top1_rejects_rows_without_source(tmp_path):
     path.write_text("# c\nedition,benchmark,system,pflops,source,sourcing\n2014-06,HPCG,X,1.0,,memory\n")
     with pytest.raises(ValueError, match="no source"):
         b.load_top1(path)
+
+
+def test_memory_row_without_a_reason_is_refused(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("edition,benchmark,system,pflops,source,sourcing,unverified_because\n"
+                    "2014-06,HPCG,X,1.0,somewhere,memory,\n")
+    with pytest.raises(ValueError, match="unverified"):
+        b.load_top1(path)
+
+
+def test_older_press_rows_read_as_published(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("edition,benchmark,system,pflops,source,sourcing\n2014-06,HPCG,X,1.0,somewhere,press\n")
+    assert b.load_top1(path)[0].sourcing == "published"
+
+
+def test_homes_powered_and_kurzweils_product():
+    assert b.homes_powered(1e3, 8760) == pytest.approx(1.0)       # 1 kW all year = 8760 kWh
+    assert b.homes_powered(24e6, 3500) == pytest.approx(60_068.6, rel=1e-4)
+    with pytest.raises(ValueError):
+        b.homes_powered(24e6, 0)
+    k = {name: v for name, (v, _) in b.KURZWEIL.items()}
+    assert b.firing_rate_flops(k["connections"], k["rate_hz"]) == pytest.approx(k["estimate"])
+    assert all(source for _, source in list(b.KURZWEIL.values()) + list(b.HOME_CONSUMPTION.values()))
 
 
 # -- brain-7 ---------------------------------------------------------------------------------

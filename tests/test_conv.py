@@ -170,3 +170,43 @@ def test_whitening_gives_identity_covariance():
     np.testing.assert_allclose(np.cov(conv.whiten(data), rowvar=False), np.eye(3), atol=1e-10)
     with pytest.raises(ValueError, match="singular"):
         conv.whiten(np.c_[data[:, :1], data[:, :1]])
+
+
+def test_full_output_total_is_image_total_times_kernel_sum_and_same_loss_is_predicted():
+    rng = np.random.default_rng(3)
+    image = rng.random((40, 50))
+    for kernel in (np.ones((3, 3)) / 9, np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]]) / 9, rng.normal(size=(3, 5))):
+        assert conv.total_after(image, kernel, "full") == pytest.approx(image.sum() * kernel.sum(), rel=1e-12, abs=1e-9)
+        predicted = (conv.same_mode_share(image.shape, kernel) * image).sum()
+        assert conv.total_after(image, kernel, "same") == pytest.approx(predicted, rel=1e-12, abs=1e-9)
+    share = conv.same_mode_share((5, 5), np.ones((3, 3)) / 9)
+    assert share[2, 2] == pytest.approx(1) and share[0, 2] == pytest.approx(2 / 3) and share[0, 0] == pytest.approx(4 / 9)
+
+
+def test_blur_profile_passes_gaussians_and_fails_other_kernels():
+    image = np.random.default_rng(0).random((64, 64))
+    assert conv.blur_profile(np.outer([1, 2, 1], [1, 2, 1]) / 16, image).is_gaussian_blur()
+    assert conv.blur_profile(conv.gaussian_kernel(5, 1.0), image).is_gaussian_blur()
+    for kernel in (np.ones((3, 3)) / 9,                                         # flat
+                   np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]]) / 3,             # one direction
+                   np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=float),  # sharpens
+                   np.pad([[1.0]], 1)):                                         # identity
+        assert not conv.blur_profile(kernel, image).is_gaussian_blur()
+    with pytest.raises(ValueError):
+        conv.blur_profile(np.ones((2, 2)), image)
+
+
+def test_euler_step_equals_scipy_laplacian_and_converges_at_second_order_on_a_large_grid():
+    import scipy.ndimage as ndi
+
+    blobs = [(2.0, 0.0, 1.5, 1.0), (4.0, -5.0, 2.0, 0.8)]
+    errors = []
+    for h in (0.5, 0.25):
+        r = np.arange(-24, 24 + h / 2, h)
+        x, y = np.meshgrid(r, r, indexing="ij")
+        u0 = conv.gaussian_blobs(x, y, blobs)
+        one, _ = conv.heat_euler(u0, h * h / 8, h * h / 8, spacing=h)
+        assert np.abs(one - (u0 + ndi.laplace(u0, mode="constant") / 8)).max() < 1e-14
+        u, _ = conv.heat_euler(u0, 1.0, h * h / 8, spacing=h)
+        errors.append(np.abs(u - conv.gaussian_blobs(x, y, blobs, t=1.0)).max())
+    assert np.log2(errors[0] / errors[1]) > 1.8
