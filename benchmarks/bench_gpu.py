@@ -1,22 +1,24 @@
 """Benchmark: the chapter's matmul measurement (`book.gpu.measure_matmul`) against a bare fp32
 `torch.matmul` loop at 2048², both measured in this run, interleaved so that both see the same
-machine load. Target: the chapter reports within 10 % of the bare loop.
+machine load (the order alternates every round). Target: the chapter reports within 10 % of the
+bare loop — judged on the 95 % interval of the paired per-round ratios (`book.timing`), so a noisy
+machine says "undecided" instead of a coin flip.
 
     python benchmarks/bench_gpu.py [--n 2048] [--rounds 9] [--device auto]
 
-On a shared machine the timings are noisy; the ratio of medians of interleaved rounds is what
-counts, not the absolute GFLOP/s.
+On a shared machine the timings are noisy; the paired ratios of interleaved rounds are what count,
+not the absolute GFLOP/s.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
 from book import gpu as G
 from book.device import describe, pick_device
+from book.timing import paired_ratio_interval
 
 
 def bare_loop_gflops(n: int, device: torch.device, iters: int) -> float:
@@ -49,14 +51,16 @@ def main() -> None:
     iters = 3 if device.type == "cpu" else 50
     chapter, bare = [], []
     for r in range(args.rounds):
-        chapter.append(G.measure_matmul(args.n, torch.float32, device, repeats=3, warmup=1)["gflops"])
-        bare.append(bare_loop_gflops(args.n, device, iters))
+        order = ("chapter", "bare") if r % 2 == 0 else ("bare", "chapter")
+        for which in order:
+            if which == "chapter":
+                chapter.append(G.measure_matmul(args.n, torch.float32, device, repeats=3, warmup=1)["gflops"])
+            else:
+                bare.append(bare_loop_gflops(args.n, device, iters))
         print(f"round {r}: chapter {chapter[-1]:8.1f} GFLOP/s   bare loop {bare[-1]:8.1f} GFLOP/s")
-    c, b = statistics.median(chapter), statistics.median(bare)
-    ratio = c / b
-    print(f"median: chapter {c:.1f} GFLOP/s, bare torch.matmul loop {b:.1f} GFLOP/s, "
-          f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.10 else 'OUTSIDE'} the 10 % target)")
-
+    ratio, lo, hi = paired_ratio_interval(bare, chapter)  # chapter / bare, per round
+    verdict = ("within" if 0.9 <= lo and hi <= 1.1 else "OUTSIDE" if hi < 0.9 or lo > 1.1 else "undecided on")
+    print(f"chapter / bare torch.matmul loop: {ratio:.3f} [{lo:.3f}, {hi:.3f}] (95 % interval): {verdict} the 10 % target")
 
 if __name__ == "__main__":
     main()

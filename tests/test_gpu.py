@@ -1,5 +1,6 @@
 """Tests of book.gpu: the cycle model, the spec table, the calculators, the decision function,
-the tiled-matmul simulation, the number-format helpers, 2:4 sparsity and the measurement helpers."""
+the instrumented tiled matmul, the number-format helpers, 2:4 sparsity and the measurement helpers
+(whose CUDA-only parts must refuse cleanly on a CPU)."""
 import math
 
 import numpy as np
@@ -35,6 +36,15 @@ def test_cycle_model_rejects_bad_input():
         G.Latencies(shared=-1)
     with pytest.raises(ValueError):
         G.MatmulSetup(n=30)
+
+
+def test_cache_speedups_of_the_posts_latencies():
+    r = G.cache_speedups()
+    assert r["L2"] == pytest.approx(1.9) and r["shared"] == pytest.approx(380 / 34)
+    assert r["shared_vs_L2"] == pytest.approx(200 / 34)
+    assert G.cache_speedups(G.Latencies(global_memory=800))["L2"] == 4.0  # inside the post's 3–5×
+    with pytest.raises(ValueError):
+        G.cache_speedups(G.Latencies(shared=0))
 
 
 def test_cycle_table_has_the_async_gain():
@@ -109,6 +119,46 @@ def test_tiled_matmul_computes_the_product_and_counts_loads():
         assert count.stores == 32 * 32
     with pytest.raises(ValueError):
         G.tiled_matmul(a, b, 5)
+
+
+def test_bert_weight_matmuls_against_l2():
+    # FFN down: 8 KiB of input per token (4096 fp16) next to an 8 MiB weight
+    assert G.fits_l2_up_to_tokens(72) == (72 - 8) * 2**20 // 8192
+    assert G.fits_l2_up_to_tokens(6) == 0 and G.fits_l2_up_to_tokens(5.5) == 0  # the weight alone is 8 MiB
+    assert G.fits_l2_up_to_tokens(6, **G.BERT_BASE) == 256  # BERT-base would fit: the check can fail
+    # consistent with the operand table: every weight matmul fits at the limit, one does not a sequence later
+    t = G.fits_l2_up_to_tokens(48)
+    at = G.bert_large_matmuls(batch=t // 512, seq=512)
+    assert (at.loc[at["has_weight"], "inputs_MiB"] <= 48).all()
+    beyond = G.bert_large_matmuls(batch=t // 512 + 1, seq=512)
+    assert (beyond.loc[beyond["has_weight"], "inputs_MiB"] > 48).any()
+    with pytest.raises(ValueError):
+        G.fits_l2_up_to_tokens(0)
+
+
+def test_post_l2_table_names_cards_of_the_spec_table():
+    specs = G.load_specs()
+    for arch, row in G.POST_L2_TABLE.items():
+        for card in row["cards"]:
+            assert specs.loc[card, "architecture"] == arch
+
+
+def test_instrumented_tiled_matmul_counts_what_it_reads():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((40, 24)), rng.standard_normal((24, 56))  # tiles do not divide the shapes
+    run = G.run_tiled_matmul(a, b, 16)
+    np.testing.assert_allclose(run.c, a @ b, rtol=1e-12, atol=1e-12)
+    # every A block is read once per column of output tiles, every B block once per row of them
+    assert run.count.loads == a.size * 4 + b.size * 3  # ceil(56/16) = 4, ceil(40/16) = 3
+    assert run.count.stores == 40 * 56 and run.count.flops == 2 * 40 * 24 * 56
+    reuse = [G.run_tiled_matmul(a, b, t).count.reuse for t in (4, 8, 16)]
+    assert reuse[0] < reuse[1] < reuse[2]
+    once = G.run_tiled_matmul(a, b, 8, l2_bytes=a.nbytes + b.nbytes)
+    assert once.count.loads == a.size + b.size and once.count.l2_hits > 0
+    with pytest.raises(ValueError, match="shared memory"):
+        G.run_tiled_matmul(a, b, 32, shared_bytes=1024)
+    with pytest.raises(ValueError):
+        G.run_tiled_matmul(a, a, 8)  # 40×24 · 40×24: shapes do not chain
 
 
 def test_tiled_matmul_cache_reduces_traffic():
@@ -219,6 +269,25 @@ def test_perf_per_dollar():
     assert (t["total_usd"] > t["price_usd"] + G.SYSTEM_USD_PER_GPU).all()
 
 
+def test_post_ratios_follow_the_spec_table():
+    specs = G.load_specs()
+    r = G.post_ratios(specs)
+    assert r["perf_4090_over_h100"] == pytest.approx(1008 / 3350)  # both fp8: bandwidth ratio
+    ppd = G.perf_per_dollar(specs, "8-bit")
+    assert r["ppd_4070ti_over_3090"] == pytest.approx(ppd.loc["RTX 4070 Ti", "perf_per_dollar"] / ppd.loc["RTX 3090", "perf_per_dollar"])
+    cheaper = specs.copy()
+    cheaper["price_usd"] = cheaper["price_usd"].astype(float)
+    cheaper.loc["RTX 4070 Ti", "price_usd"] = 400.0
+    assert G.post_ratios(cheaper)["ppd_4070ti_over_3090"] > r["ppd_4070ti_over_3090"]
+
+
+def test_spec_table_is_only_the_posts_file():
+    # another chapter's file beside it (GPUs since 2023) must not change this chapter's table
+    specs = G.load_specs()
+    assert G.SPECS_FILE.name == "gpu_specs.csv" and G.SPECS_FILE.exists()
+    assert len(specs) == 16 and "RTX 4090" in specs.index
+
+
 def test_recommend_branches():
     specs = G.load_specs()
     eight = G.recommend(24, "8-bit", 2000, specs)
@@ -255,6 +324,10 @@ def test_cpu_peak_from_cpuinfo():
     assert G.cpu_peak(CPUINFO.replace(" avx2 fma avx512f", "")).flops_per_cycle == 16
     real = G.cpu_peak()
     assert real.cores >= 1
+    assert math.isnan(p.bf16_gflops)  # no avx512_bf16 flag: bf16 is emulated, no roof
+    zen4 = G.cpu_peak("vendor_id\t: AuthenticAMD\ncpu family\t: 25\n" + CPUINFO.replace("avx512f", "avx512f avx512_bf16"), cores=1)
+    assert (zen4.flops_per_cycle, zen4.bf16_flops_per_cycle) == (32, 64)  # 512-bit FMAs on 256-bit pipes
+    assert zen4.per_core().gflops == zen4.gflops and p.per_core().gflops == p.gflops / 2
 
 
 def test_measure_matmul_and_bandwidth_smoke():
@@ -285,9 +358,19 @@ def test_price_to_match():
     assert t.loc["RTX 4090", "perf_per_dollar"] == pytest.approx(t.loc["RTX 4070 Ti", "perf_per_dollar"])
 
 
-def test_sparse_speedup_needs_a_gpu():
-    with pytest.raises(RuntimeError):
-        G.measure_sparse_speedup(64, torch.device("cpu"))
+def test_matmul_rate_trials_interleave():
+    trials = G.matmul_rate_trials({"a": 32, "b": 48}, rounds=3)
+    assert set(trials) == {"a", "b"} and all(len(v) == 3 and min(v) > 0 for v in trials.values())
+    with pytest.raises(ValueError):
+        G.matmul_rate_trials({"a": 0})
+
+
+def test_cuda_measurements_refuse_cleanly_without_a_gpu():
+    for call in (lambda: G.tensor_core_trials(64, "cpu"), lambda: G.sparse_speedup_trials(64, "cpu"),
+                 lambda: G.measure_sparse_speedup(64, torch.device("cpu"))):
+        with pytest.raises(G.NeedsCuda, match="needs a CUDA GPU"):
+            call()
+    assert issubclass(G.NeedsCuda, RuntimeError)
 
 
 def test_torch_threads_restores():
