@@ -6,10 +6,23 @@ import platform
 
 import torch
 
+SEED_MAX = 2**32 - 1   # numpy's legacy and Generator seeding both take 0 .. 2**32 - 1
+COMPUTE_DEVICES = ("cpu", "cuda", "mps")  # the device types a chapter can compute on
+
+
+def check_seed(seed: object) -> int:
+    """`seed` when it is an int numpy, torch and random all accept; else an error naming SEED."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"SEED must be an int, not {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"SEED={seed} is outside the range numpy accepts: 0 to 2**32 - 1 ({SEED_MAX})")
+    return seed
+
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """'auto' picks cuda when a GPU is present, else cpu; 'cpu', 'cuda' or 'cuda:N' are taken
-    as asked, and asking for a GPU that is not there is a clear error rather than a silent CPU run."""
+    """'auto' picks cuda when a GPU is present, else cpu; 'cpu', 'cuda', 'cuda:N' (and 'mps' on a Mac
+    that has it) are taken as asked. A device that is not here, or that is no compute target (such as
+    'meta'), is a clear error rather than a silent CPU run or a crash halfway through a chapter."""
     if not isinstance(requested, str):
         raise TypeError(f"DEVICE must be a string such as 'auto', 'cpu' or 'cuda', not {requested!r}")
     if requested == "auto":
@@ -18,8 +31,19 @@ def pick_device(requested: str = "auto") -> torch.device:
         device = torch.device(requested)
     except RuntimeError as err:
         raise ValueError(f"DEVICE={requested!r} is not a device torch knows ({err})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"DEVICE={requested!r} asks for a GPU, but torch sees none here; use 'auto' or 'cpu'")
+    if device.type not in COMPUTE_DEVICES:
+        raise ValueError(f"DEVICE={requested!r} is a torch device type, but not one a chapter computes on; "
+                         f"use 'auto', 'cpu' or 'cuda'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"DEVICE={requested!r} asks for a GPU, but torch sees none here; use 'auto' or 'cpu'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"DEVICE={requested!r}: this machine has {count} GPU(s), "
+                             f"cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"DEVICE={requested!r} asks for Apple's Metal GPU, which torch does not see here; "
+                         f"use 'auto' or 'cpu'")
     return device
 
 
@@ -40,9 +64,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
     import numpy as np
 
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"SEED must be an int, not {seed!r}")
+    check_seed(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
