@@ -33,11 +33,23 @@ MNIST_CREDIT = ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges
 
 
 class DataError(RuntimeError):
-    """A data file is missing, cannot be fetched, or fails its checksum."""
+    """A data file is missing, cannot be fetched, or fails its checksum; or the cache cannot be written."""
 
 
 def data_dir() -> Path:
     return Path(os.environ.get("DETTMERS_BOOK_DATA") or Path.home() / ".cache" / "dettmers-book")
+
+
+def _cache_help(folder: Path) -> str:
+    return (f"The data cache is {folder} (DETTMERS_BOOK_DATA sets where it lives; the default is "
+            f"~/.cache/dettmers-book). Without internet, seed the cache from a folder holding the four "
+            f"MNIST files: python -m book data --seed DIR")
+
+
+def _unwritable(folder: Path, err: OSError) -> DataError:
+    where = err.filename or folder
+    return DataError(f"cannot write the data cache: {where}: {err.strerror or err}. Point DETTMERS_BOOK_DATA "
+                     f"at a writable folder, or seed one: python -m book data --seed DIR")
 
 
 def sha256(path: Path) -> str:
@@ -49,62 +61,131 @@ def sha256(path: Path) -> str:
 
 
 def _download(name: str, target: Path, mirrors: tuple[str, ...]) -> None:
+    """Fetch `name` into `target` through a temporary file and a rename, so that an interrupted or
+    failed download never sits under the real name (nor leaves a temporary file behind)."""
+    try:
+        tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", suffix=".part", delete=False)
+    except OSError as err:
+        raise _unwritable(target.parent, err) from None
     errors = []
-    for mirror in mirrors:
+    try:
+        with tmp:
+            for mirror in mirrors:
+                tmp.seek(0)
+                tmp.truncate()
+                try:
+                    response = urllib.request.urlopen(mirror + name, timeout=60)
+                except OSError as err:
+                    errors.append(f"{mirror}: {err}")
+                    continue
+                with response:
+                    try:
+                        _copy(response, tmp)
+                    except _MirrorFailed as err:
+                        errors.append(f"{mirror}: {err}")
+                        continue
+                break
+            else:
+                raise DataError(f"could not download {name}:\n  " + "\n  ".join(errors) + "\n" +
+                                _cache_help(target.parent.parent))
+        os.replace(tmp.name, target)
+    except OSError as err:  # writing the cache, not reading a mirror
+        raise _unwritable(target.parent, err) from None
+    finally:
+        if os.path.exists(tmp.name):
+            os.unlink(tmp.name)
+
+
+def _copy(response, tmp) -> None:
+    while True:
         try:
-            with urllib.request.urlopen(mirror + name, timeout=60) as response, \
-                    tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-                shutil.copyfileobj(response, tmp)
-            os.replace(tmp.name, target)  # atomic: a broken download never sits under the real name
-            return
+            block = response.read(1 << 20)
         except OSError as err:
-            errors.append(f"{mirror}: {err}")
-    raise DataError(f"could not download {name}:\n  " + "\n  ".join(errors) +
-                    "\nWithout internet, seed the cache: python -m book data --seed DIR_WITH_MNIST_FILES")
+            raise _MirrorFailed(str(err)) from None
+        if not block:
+            return
+        tmp.write(block)
+
+
+class _MirrorFailed(Exception):
+    """A read from a mirror failed (told apart from a failed write into the cache)."""
 
 
 def fetch_mnist_file(name: str, *, root: Path | None = None, download: bool = True,
-                     mirrors: tuple[str, ...] = MNIST_MIRRORS) -> Path:
-    """Path of one verified MNIST file in the cache, downloading it when missing or corrupt."""
+                     mirrors: tuple[str, ...] | None = None) -> Path:
+    """Path of one verified MNIST file in the cache, downloading it when missing. A cached file that
+    fails its checksum is removed (it is never used) and fetched again."""
     if name not in MNIST_FILES:
         raise ValueError(f"unknown MNIST file {name!r}; expected one of {sorted(MNIST_FILES)}")
-    folder = (root or data_dir()) / "mnist"
-    folder.mkdir(parents=True, exist_ok=True)
+    cache = root or data_dir()
+    folder = cache / "mnist"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(folder, err) from None
     path = folder / name
     expected = MNIST_FILES[name]
     if path.exists() and sha256(path) == expected:
         return path
-    problem = "is missing" if not path.exists() else "fails its sha256 check (corrupt or truncated)"
+    corrupt = path.exists()
+    if corrupt:
+        try:
+            path.unlink()  # a file that fails its checksum is never used
+        except OSError as err:
+            raise DataError(f"{path} fails its sha256 check (corrupt or truncated) and cannot be removed "
+                            f"({err.strerror or err}). {_cache_help(cache)}") from None
+    what = (f"the cached file {path} was corrupt or truncated (it failed its sha256 check) and has been removed"
+            if corrupt else f"{path} is missing")
     if not download:
-        raise DataError(f"{path} {problem}, and downloading is off")
-    if path.exists():
-        path.unlink()  # a cached file we put there ourselves and that is wrong: fetch it again
-    _download(name, path, mirrors)
+        raise DataError(f"{what}, and downloading is off. {_cache_help(cache)}")
+    try:
+        _download(name, path, mirrors or MNIST_MIRRORS)
+    except DataError as err:
+        if corrupt:
+            raise DataError(f"{what}; fetching it again failed.\n{err}") from None
+        raise
     got = sha256(path)
     if got != expected:
         path.unlink()
-        raise DataError(f"{name} from the mirrors has sha256 {got}, expected {expected}")
+        raise DataError(f"{name} from the mirrors has sha256 {got}, expected {expected}; it was not kept. "
+                        f"{_cache_help(cache)}")
     return path
 
 
 def seed_cache(source: str | os.PathLike, *, root: Path | None = None) -> list[Path]:
-    """Copy the MNIST files from a local folder into the cache, checking every sum first."""
+    """Copy the MNIST files from a local folder into the cache, checking every sum first (and each copy
+    through a temporary file, so an interrupted seeding leaves no half file under a real name)."""
     source = Path(source)
     if not source.is_dir():
         raise DataError(f"{source} is not a folder")
-    copied = []
     for name, expected in MNIST_FILES.items():
         src = source / name
         if not src.exists():
             raise DataError(f"{src} is missing")
         if sha256(src) != expected:
             raise DataError(f"{src} fails its sha256 check")
+    copied = []
+    for name, expected in MNIST_FILES.items():
         dest = (root or data_dir()) / "mnist" / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not (dest.exists() and sha256(dest) == expected):
-            shutil.copyfile(src, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not (dest.exists() and sha256(dest) == expected):
+                tmp = dest.with_name(f".{name}.{os.getpid()}.part")
+                try:
+                    shutil.copyfile(source / name, tmp)
+                    os.replace(tmp, dest)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        except OSError as err:
+            raise _unwritable(dest.parent, err) from None
         copied.append(dest)
     return copied
+
+
+def verify_mnist(*, root: Path | None = None, download: bool = True) -> dict[str, int]:
+    """Check (and fetch where missing) every MNIST file, train and test, images and labels, and parse
+    them; returns the number of images per split. Raises DataError on anything wrong."""
+    return {split: len(load_mnist(split, root=root, download=download)[0]) for split in ("train", "test")}
 
 
 def read_idx(path: Path) -> np.ndarray:
