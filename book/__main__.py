@@ -1,7 +1,13 @@
-"""Command line: `python -m book {list,run,scoreboard,build,data}`; see `python -m book -h`."""
+"""Command line: `python -m book {list,run,scoreboard,build,data}`; see `python -m book -h`.
+
+Exit status: 0 done; 1 a chapter failed; 2 refused (bad input, a missing dependency, an unwritable
+or busy _build, a corrupt data file); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+"""
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
 
 from . import runner
@@ -59,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous_term = None
     try:
         if args.command == "list":
             have = {c.name for c in available_chapters()}
@@ -67,20 +78,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{c.name:<7} {c.year}  {c.title:<36} {state}\n        {c.post_url}")
             return 0
         if args.command == "data":
-            from .data import data_dir, load_mnist, seed_cache
+            from .data import data_dir, seed_cache, verify_mnist
 
             if args.seed:
                 for path in seed_cache(args.seed):
                     print(f"cached {path}")
-            images, _ = load_mnist("train")
-            print(f"MNIST ready in {data_dir() / 'mnist'} ({len(images)} training images)")
+            sizes = verify_mnist()
+            print(f"MNIST ready in {data_dir() / 'mnist'}: all four files pass their sha256 check "
+                  f"({sizes['train']} training and {sizes['test']} test images)")
             return 0
         if args.command == "scoreboard":
             from .scoreboard import write_scoreboard, write_status
 
-            sources = {c.name: runner.page_source(c) for c in available_chapters()}
-            print(f"wrote {write_scoreboard(sources, runner.REPO_ROOT / 'scoreboard.md')}")
-            print(f"wrote {write_status(sources, sources, runner.REPO_ROOT / 'status.md')}")
+            with runner.build_lock(["book"]):
+                sources = {c.name: runner.page_source(c) for c in available_chapters()}
+                print(f"wrote {write_scoreboard(sources, runner.REPO_ROOT / 'scoreboard.md')}")
+                print(f"wrote {write_status(sources, sources, runner.REPO_ROOT / 'status.md')}")
             return 0
         if args.command == "gpu-check":
             from . import gpucheck
@@ -98,24 +111,49 @@ def main(argv: list[str] | None = None) -> int:
                                   progress=not args.no_progress)
             return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "evidence":
-            outcomes = runner.run(args.chapters, params, quick=False, progress=not args.no_progress)
-            runner.store_evidence(outcomes)
+            names = [runner.get_chapter(n).name for n in args.chapters] or [c.name for c in available_chapters()]
+            with runner.build_lock(names):  # nobody may rerun these between their runs and the storing
+                outcomes = runner.run(args.chapters, params, quick=False, progress=not args.no_progress)
+                runner.store_evidence(outcomes)
             return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "build":
             ok, executed = True, []
             execute = args.execute or bool(args.chapters or params or args.quick is not None)
             if args.no_execute and execute:
                 raise runner.UsageError("--no-execute takes no --execute, chapters, -p, --quick or --full")
-            if execute:
-                outcomes = runner.run(args.chapters, params, quick=args.quick, progress=not args.no_progress)
-                ok = all(o.ok for o in outcomes)
-                executed = [o.chapter for o in outcomes if o.ok]
-            code = runner.build_html(executed=executed)
+            with runner.build_lock(["book"]):
+                if execute:
+                    outcomes = runner.run(args.chapters, params, quick=args.quick, progress=not args.no_progress)
+                    ok = all(o.ok for o in outcomes)
+                    executed = [o.chapter for o in outcomes if o.ok]
+                code = runner.build_html(executed=executed)
             return 0 if ok and code == 0 else 1
-    except (runner.UsageError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, runner.Terminated) or getattr(err, "terminated", False)
+        if not isinstance(err, runner.Interrupted):  # a run has already said so, with its summary
+            print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
+    except (runner.UsageError, ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine's: a read-only folder, a full disk
+        print(f"error: {_os_error(err)}", file=sys.stderr)
+        return 2
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return 2
+
+
+def _on_sigterm(signum, frame):
+    raise runner.Terminated("terminated")  # like Ctrl-C, so the same cleanup runs
+
+
+def _os_error(err: OSError) -> str:
+    what = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        what = "no space left on the disk"
+    return f"{err.filename}: {what}" if err.filename else what
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ def sandbox(tmp_path, monkeypatch):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     monkeypatch.setattr(chapters, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(runner, "BUILD_DIR", tmp_path / "_build")
     monkeypatch.setattr(runner, "EXECUTED_DIR", tmp_path / "_build" / "executed")
     monkeypatch.setattr(runner, "LEDGER_DIR", tmp_path / "_build" / "ledgers")
+    monkeypatch.setattr(runner, "FAILED_DIR", tmp_path / "_build" / "failed")
+    monkeypatch.setattr(runner, "LOCK_DIR", tmp_path / "_build" / ".locks")
     monkeypatch.setenv("BOOK_LEDGER_DIR", str(tmp_path / "_build" / "ledgers"))
     nbformat.write(_notebook(LEDGER_BODY), nbdir / "conv.ipynb")
     nbformat.write(_notebook("raise RuntimeError('chapter broke')"), nbdir / "brain.ipynb")
