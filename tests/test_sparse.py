@@ -290,3 +290,119 @@ def test_fixed_masks_fine_tune_keeps_2_4():
     w = sp.SparseMomentum(model, opt, 0.5, masks=masks)
     _steps(model, opt, w, n=3)
     assert all(sp.is_2_4(p) for p in w.weights.values())
+
+
+# -- the independent audit (sparse-1) -----------------------------------------------------------
+def _audited_run(growth="momentum", redistribution="momentum", epochs=6, density=0.05):
+    from book.sparse.audit import CycleAuditor
+
+    model, opt, w = _setup(density=density, growth=growth, redistribution=redistribution, epochs=epochs)
+    auditor = CycleAuditor(w.masks, w.weights, opt, epochs=epochs, redistribution=redistribution == "momentum")
+    for e in range(epochs):
+        _steps(model, opt, w, n=5, seed=e)
+        auditor.end_epoch(w.end_epoch)
+    return w, auditor
+
+
+def test_audit_recount_agrees_with_a_first_principles_count():
+    w, auditor = _audited_run()
+    s = auditor.summary()
+    assert s["cycles"] == 5 and s["all_ok"] and auditor.last_epoch_unchanged
+    # the expected prune count, from the post's cosine schedule written out here a third time
+    expected = 0
+    for t, rec in enumerate(w.history):
+        p = 0.005 + 0.5 * (0.5 - 0.005) * (1 + math.cos(math.pi * t / 5))
+        expected += sum(int(round(p * a)) for a in rec["active_before"].values())
+    assert s["pruned_expected_total"] == expected
+    # and the masks recounted from scratch hold exactly the starting number of weights
+    assert sum(int(m.sum()) for m in w.masks.values()) == sum(round(0.05 * m.numel()) for m in w.masks.values())
+
+
+def test_audit_catches_a_wrong_algorithm():
+    """The audit must fail when the algorithm deviates: prune the largest weights instead."""
+    from book.sparse.audit import CycleAuditor
+
+    model, opt, w = _setup(density=0.05, epochs=4)
+    auditor = CycleAuditor(w.masks, w.weights, opt, epochs=4)
+    _steps(model, opt, w, n=5)
+    original = torch.topk
+
+    def wrong_topk(x, k, largest=True, **kw):
+        return original(x.masked_fill(torch.isinf(x), -1.0), k, largest=True, **kw) if not largest else original(x, k, **kw)
+
+    torch.topk = wrong_topk
+    try:
+        auditor.end_epoch(w.end_epoch)
+    finally:
+        torch.topk = original
+    assert not auditor.summary()["smallest_pruned"] and not auditor.summary()["all_ok"]
+
+
+def test_audit_catches_a_changed_count_and_a_wrong_rate():
+    from book.sparse.audit import CycleAuditor
+
+    model, opt, w = _setup(density=0.05, epochs=4)
+    _steps(model, opt, w, n=5)
+    auditor = CycleAuditor(w.masks, w.weights, opt, epochs=4, p0=0.3)   # the audit expects another rate
+    auditor.end_epoch(w.end_epoch)
+    assert not auditor.summary()["pruned_as_scheduled"]
+    model, opt, w = _setup(density=0.05, epochs=4)
+    _steps(model, opt, w, n=5)
+    auditor = CycleAuditor(w.masks, w.weights, opt, epochs=4)
+
+    def leaky_cycle():
+        w.end_epoch()
+        w.masks["1.weight"].view(-1)[:50] = False   # lose weights
+        w.apply_masks()
+
+    auditor.end_epoch(leaky_cycle)
+    assert not auditor.summary()["count_conserved"]
+
+
+# -- counting (sparse-8) and paired intervals (sparse-4, sparse-6) -------------------------------
+def test_cifar_nets_have_the_published_sizes_and_uniform_masks_save_the_density():
+    from book.sparse import counting
+
+    vgg, wrn = counting.mask_flops("VGG16-D"), counting.mask_flops("WRN-16-10")
+    # WRN-16-10 has about 17.1M conv/linear weights (Zagoruyko & Komodakis 2016: 17.2M parameters with BN)
+    assert 17.0e6 < wrn["weights"] < 17.2e6 and 15.0e6 < vgg["weights"] < 15.5e6
+    assert abs(wrn["dense_forward_gflop"] - 4.82) < 0.05        # 2 x 2.41 G multiply-adds at 32x32
+    for c in (vgg, wrn):
+        assert abs(c["forward_speedup_uniform"] - 20) < 0.05
+        assert c["forward_speedup_heaviest"] < c["forward_speedup_uniform"] < c["forward_speedup_lightest"]
+        assert c["step_speedup_uniform_dense_wgrad"] < c["step_speedup_bound_dense_wgrad"] <= 3.0
+        # by hand: the step costs fwd + input grad + dense weight grad; the uniform mask keeps 5 % of the first two
+        assert abs(c["step_speedup_uniform_dense_wgrad"] - 3 / (1 + 2 * 0.05)) < 0.01
+
+
+def test_paired_interval():
+    from book.sparse.stats import paired_interval
+
+    d = paired_interval([1.0, 2.0, 3.0], [2.0, 3.1, 3.9])
+    assert abs(d["mean"] - 1.0) < 1e-12 and d["lo"] < 1.0 < d["hi"] and d["n"] == 3
+    # scipy's paired t test agrees with the interval: 0 outside a 95 % interval iff p < 0.05
+    assert (d["lo"] > 0) == (d["p"] < 0.05)
+    with pytest.raises(ValueError):
+        paired_interval([1.0], [2.0])
+
+
+# -- evidence that proves itself -----------------------------------------------------------------
+def test_a_committed_100_epoch_run_is_reproduced_exactly():
+    """Re-run the cheapest committed 100-epoch LeNet-300-100 configuration from scratch, exactly as
+    `python -m book.sparse` made it (same seed, same code, one torch thread), and require the committed
+    test error and final layer densities to the last digit. A few minutes on a CPU."""
+    from book import evidence
+
+    ev = evidence.load("sparse", "lenet300")
+    runs = [r for r in ev.data["runs"] if r["epochs"] == 100]
+    committed = min(runs, key=lambda r: (r["density"], r["seed"]))   # the sparsest: the cheapest to train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = sp.RunConfig(model=committed["model"], density=committed["density"], epochs=committed["epochs"],
+                           seed=committed["seed"], growth=committed["growth"], redistribution=committed["redistribution"])
+        run = sp.train(cfg, sp.MnistData.load())
+    finally:
+        torch.set_num_threads(threads)
+    assert run.test_error == committed["test_error"], (cfg, run.test_error, committed["test_error"])
+    assert run.sparse.layer_densities() == committed["final_layer_density"]
