@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except (runner.UsageError, ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # the machine's: a read-only folder, a full disk
         print(f"error: {_os_error(err)}", file=sys.stderr)
         return 2
