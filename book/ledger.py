@@ -457,8 +457,12 @@ def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and a rename, so a killed run never leaves half a file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves neither half a file nor a temp
+        raise
 
 
 def _default_ledger_dir() -> Path:
