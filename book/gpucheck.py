@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -238,30 +237,24 @@ def render_report(comparisons: Sequence[Comparison], *, device: str = "", second
 
 # -- running ---------------------------------------------------------------------------------------
 def _run_quick(chapter: Chapter, out_dir: Path, ledger_dir: Path, progress: bool) -> tuple[dict | None, str, float]:
-    """Execute one chapter QUICK on the GPU with papermill; returns (its ledger, error, seconds)."""
-    import papermill
+    """Execute one chapter QUICK on the GPU through the runner (its temp-file, interrupt and lock
+    semantics), then copy the executed notebook and ledger aside; returns (its ledger, error, seconds)."""
+    import shutil
 
-    from .runner import _short_error, notebook_parameters
+    from . import runner
 
-    declared = notebook_parameters(chapter.notebook)
+    declared = runner.notebook_parameters(chapter.notebook)
     parameters = {k: v for k, v in (("QUICK", True), ("DEVICE", "cuda")) if k in declared}
+    outcome = runner.execute_chapter(chapter, parameters, progress=progress)
     ledger_dir.mkdir(parents=True, exist_ok=True)
-    stale = ledger_dir / f"{chapter.name}.json"
-    if stale.exists():
-        stale.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["BOOK_LEDGER_DIR"] = str(ledger_dir)   # the kernel inherits it
-    start = time.perf_counter()
-    error = ""
-    try:
-        papermill.execute_notebook(str(chapter.notebook), str(out_dir / chapter.notebook.name),
-                                   parameters=parameters, kernel_name="python3", progress_bar=progress,
-                                   cwd=str(chapter.notebook.parent))
-    except Exception as err:  # the chapter's failure is reported; the others still run
-        error = _short_error(err)
-    seconds = time.perf_counter() - start
-    ledger = json.loads(stale.read_text(encoding="utf-8")) if stale.exists() else None
-    return ledger, error, seconds
+    ledger = None
+    produced = runner.LEDGER_DIR / f"{chapter.name}.json"
+    if outcome.ok and produced.exists():
+        shutil.copyfile(produced, ledger_dir / produced.name)
+        shutil.copyfile(runner.EXECUTED_DIR / chapter.notebook.name, out_dir / chapter.notebook.name)
+        ledger = json.loads(produced.read_text(encoding="utf-8"))
+    return ledger, outcome.error, outcome.seconds
 
 
 def _run_full(chapters: Sequence[Chapter], ledger_dir: Path, progress: bool) -> dict[str, tuple[dict | None, str, float]]:
