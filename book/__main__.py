@@ -73,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         previous_term = None
     try:
         if args.command == "list":
+            from .chapters import NOTEBOOK_DIR
+
             have = {c.name for c in available_chapters()}
+            checkout = NOTEBOOK_DIR.is_dir()  # a pip install has the package, not the notebooks
             for c in CHAPTERS.values():
-                state = f"notebooks/{c.name}.ipynb" if c.name in have else "(not written yet)"
-                print(f"{c.name:<7} {c.year}  {c.title:<36} {state}\n        {c.post_url}")
+                state = (f"notebooks/{c.name}.ipynb" if c.name in have else
+                         "(not written yet)" if checkout else "(notebook in the repository, not in this install)")
+                print(f"{c.name:<12} {c.year}  {c.title:<36} {state}\n             {c.post_url}")
+            if not checkout:
+                print("To run chapters, clone the repository (the notebooks and results/ live there).")
             return 0
         if args.command == "data":
             from .data import data_dir, seed_cache, verify_mnist

@@ -119,3 +119,15 @@ def test_status_page_says_what_ran_where(tmp_path):
     assert "| `results/conv/conv.ipynb` | full | AMD EPYC (2 logical cores) | 2026-11-27 10:00:00 | `abc123` | 57 s | 3.11.7 | 2.13.0 | 2.4 |" in page
     assert "`python -m book run conv --full`" in page and "scipy 1.17" in page
 
+
+
+def test_list_from_an_install_without_the_notebooks_says_where_they_are(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(chapters, "NOTEBOOK_DIR", tmp_path / "absent")
+    monkeypatch.setattr(chapters, "available_chapters", lambda: [])
+    import book.__main__ as cli
+
+    monkeypatch.setattr(cli, "available_chapters", lambda: [])
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "not written yet" not in out and "notebook in the repository, not in this install" in out
+    assert "clone the repository" in out
