@@ -105,19 +105,26 @@ if importlib.util.find_spec("book") is None:
 
 
 def sync_install_cells() -> list[Path]:
-    """Rewrite the install cell of every chapter notebook whose cell differs; returns those changed."""
+    """Rewrite the install cell of every chapter notebook — the committed quick run and the committed
+    full run in results/ (the page readers launch on Colab) — whose cell differs; returns those
+    changed. Only the cell's source changes: its (empty) output stays, so nothing is re-executed."""
     import nbformat
+
+    from .evidence import page_notebook
 
     url, branch = repository_url(), repository_branch()
     changed = []
     for chapter in available_chapters():
         source = install_cell_source(url, chapter.extras, branch)
-        nb = nbformat.read(chapter.notebook, as_version=4)
-        cells = [c for c in nb.cells if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
-        if not cells:
-            raise ValueError(f"{chapter.notebook.name} has no cell tagged {INSTALL_TAG!r}")
-        if cells[0].source != source:
-            cells[0].source = source
-            nbformat.write(nb, chapter.notebook)
-            changed.append(chapter.notebook)
+        for path in (chapter.notebook, page_notebook(chapter.name)):
+            if path is None:
+                continue
+            nb = nbformat.read(path, as_version=4)
+            cells = [c for c in nb.cells if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
+            if not cells:
+                raise ValueError(f"{path.name} has no cell tagged {INSTALL_TAG!r}")
+            if cells[0].source != source:
+                cells[0].source = source
+                nbformat.write(nb, path)
+                changed.append(path)
     return changed
