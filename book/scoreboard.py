@@ -129,28 +129,31 @@ def render_status(ledgers: Mapping[str, dict[str, Any] | None], sources: Mapping
              "What each chapter page of this build shows: which execution, where and when it ran, and with "
              "what. The chapters' quick runs are re-executed by CI on every push (under nbval, compared "
              "cell by cell with the committed outputs); a page from `results/` is the committed full-mode run.",
-             "",
-             "| chapter | page from | mode | device | date (UTC) | commit | wall time | python | torch | numpy |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    details = []
+             "", "## Executions", "",
+             "| chapter | page from | mode | device | date (UTC) | commit | wall time |",
+             "|---|---|---|---|---|---|---|"]
+    versions = ["", "## Versions", "", "| chapter | python | torch | numpy | scipy | other |", "|---|---|---|---|---|---|"]
+    commands = ["", "## Commands", ""]
     for name, chapter in CHAPTERS.items():
         led = ledgers.get(name)
         src = sources.get(name)
         where = f"`{src.relative_to(REPO_ROOT)}`" if src and src.is_relative_to(REPO_ROOT) else (str(src) if src else "–")
         if not led:
-            lines.append(f"| {chapter.title} | {where} | – | – | – | – | – | – | – | – |")
+            lines.append(f"| {chapter.title} | {where} | – | – | – | – | – |")
             continue
         p = led.get("provenance") or {}
         v = p.get("versions") or {}
-        commit = (p.get("commit") or "?") + (" (uncommitted changes)" if p.get("dirty") else "")
+        commit = f"`{p.get('commit') or '?'}`" + (" + local changes" if p.get("dirty") else "")
         wall = f"{led['wall_s']:.0f} s" if isinstance(led.get("wall_s"), (int, float)) else "–"
-        lines.append(f"| [{chapter.title}](notebooks/{name}.ipynb) | {where} | {led['mode']} | "
-                     f"{_cell(p.get('device_name') or led['device'])} | {str(p.get('date', '–')).replace('T', ' ').rstrip('Z')} | "
-                     f"`{commit}` | {wall} | {v.get('python', '–')} | {v.get('torch', '–')} | {v.get('numpy', '–')} |")
-        others = ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("python", "torch", "numpy"))
-        details.append(f"- **{chapter.title}**: `{led.get('command', '?')}`; {p.get('platform', '')}"
-                       + (f"; CUDA {p['cuda']}" if p.get("cuda") else "") + (f"; {others}" if others else ""))
-    return "\n".join(lines + ["", "## Commands and other versions", ""] + details) + "\n"
+        device = _cell(p.get("device_name") or led["device"]) + (f", CUDA {p['cuda']}" if p.get("cuda") else "")
+        link = f"[{chapter.title}](notebooks/{name}.ipynb)"
+        lines.append(f"| {link} | {where} | {led['mode']} | {device} | "
+                     f"{str(p.get('date', '–')).replace('T', ' ').rstrip('Z')} | {commit} | {wall} |")
+        others = ", ".join(f"{k} {val}" for k, val in v.items() if k not in ("python", "torch", "numpy", "scipy"))
+        versions.append(f"| {chapter.title} | {v.get('python', '–')} | {v.get('torch', '–')} | {v.get('numpy', '–')} "
+                        f"| {v.get('scipy', '–')} | {others} |")
+        commands.append(f"- **{chapter.title}**: `{led.get('command', '?')}` on {p.get('platform', '?')}")
+    return "\n".join(lines + versions + commands) + "\n"
 
 
 def write_status(pages: Mapping[str, Path], sources: Mapping[str, Path], target: str | Path) -> Path:
