@@ -123,8 +123,11 @@ def sync_install_cells() -> list[Path]:
             cells = [c for c in nb.cells if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
             if not cells:
                 raise ValueError(f"{path.name} has no cell tagged {INSTALL_TAG!r}")
-            if cells[0].source != source:
+            tags = cells[0].setdefault("metadata", {}).setdefault("tags", [])
+            if cells[0].source != source or "hide-input" not in tags:
                 cells[0].source = source
+                if "hide-input" not in tags:
+                    tags.append("hide-input")  # the rendered page folds it away: it matters on Colab only
                 nbformat.write(nb, path)
                 changed.append(path)
     return changed
