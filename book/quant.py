@@ -30,16 +30,23 @@ EXACT_FP32_CHUNK = (2**24 - 1) // 127**2   # 1040: K up to this keeps int8 dot p
 
 
 # --- input checks -----------------------------------------------------------------------------
-def _check_tensor(x, name: str = "x") -> torch.Tensor:
+def _check_tensor(x, name: str = "x", finite: bool = True) -> torch.Tensor:
+    """Type, emptiness and (unless the caller checks its absmax instead) finiteness of `x`."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, not {type(x).__name__}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); nothing to quantize")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, not {x.dtype}")
+    if finite:
+        _check_finite(x, name)
+    return x
+
+
+def _check_finite(x: torch.Tensor, name: str = "x") -> None:
+    # amax propagates nan and inf, so checking a tensor's absmax (small) checks the whole tensor
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} holds non-finite values (inf or nan); absmax would be meaningless")
-    return x
 
 
 def _check_bits(bits) -> int:
@@ -71,13 +78,28 @@ def absmax_quantize(x: torch.Tensor, bits: int = 8, dim: int | None = None):
 
     ``dim=None``: one scale for the tensor; ``dim=d``: one scale per vector along ``d`` (the scale
     keeps ``d`` as a size-1 dimension so that it broadcasts). An all-zero vector gets scale 1."""
-    _check_tensor(x)
+    _check_tensor(x, finite=False)
     q = qmax(bits)
     dim = _check_dim(dim, x)
-    xf = x.float()
-    absmax = xf.abs().amax() if dim is None else xf.abs().amax(dim=dim, keepdim=True)
+    codes, scale = _absmax_codes(x.float(), q, dim)
+    return codes.to(torch.int8), scale
+
+
+def _absmax(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """max |x| (over `dim`, kept), as max(max x, -min x): no |x| temporary (and amax/amin are
+    several times faster than aminmax on the CPU); nan and inf propagate."""
+    if dim is None:
+        return torch.maximum(x.amax(), -x.amin())
+    return torch.maximum(x.amax(dim=dim, keepdim=True), -x.amin(dim=dim, keepdim=True))
+
+
+def _absmax_codes(xf: torch.Tensor, q: int, dim: int | None):
+    """Integer-valued float32 codes round(x / scale) and the scale; the finiteness check rides on
+    the absmax, not on a pass over x."""
+    absmax = _absmax(xf, dim)
+    _check_finite(absmax)
     scale = torch.where(absmax > 0, absmax / q, torch.ones_like(absmax))
-    codes = torch.round(xf / scale).clamp_(-q, q).to(torch.int8)
+    codes = torch.div(xf, scale).round_().clamp_(-q, q)
     return codes, scale
 
 
@@ -232,6 +254,28 @@ def int8_product(a_codes: torch.Tensor, b_codes: torch.Tensor, backend: str = "a
     raise ValueError(f"backend must be 'auto', 'int_mm' or 'exact-float', not {backend!r}")
 
 
+def int8_product_float32(a_codes: torch.Tensor, b_codes: torch.Tensor) -> torch.Tensor:
+    """``int8_product(a, b).float()`` bit for bit — the int32 accumulator as the dequantization reads
+    it — from integer-valued float32 codes (|code| <= 127), without the int8 round trip or a float64
+    pass where they are not needed: chunks of K up to EXACT_FP32_CHUNK are exact in float32, and
+    when there are two of them one float32 addition rounds their exact sum exactly as the int32 ->
+    float32 conversion does (more chunks are summed in float64 first). CPU path of `Int8Linear`."""
+    n, k = a_codes.shape
+    if k * 127 * 127 > INT32_MAX:
+        raise ValueError(f"inner size {k} could overflow an int32 accumulator (max {INT32_MAX // 127**2})")
+    if k <= EXACT_FP32_CHUNK:
+        return a_codes @ b_codes
+    if k <= 2 * EXACT_FP32_CHUNK:
+        half = (k + 1) // 2
+        out = a_codes[:, :half] @ b_codes[:half]
+        return out.add_(a_codes[:, half:] @ b_codes[half:])
+    out = torch.zeros(n, b_codes.shape[1], dtype=torch.float64, device=a_codes.device)
+    for start in range(0, k, EXACT_FP32_CHUNK):
+        stop = min(start + EXACT_FP32_CHUNK, k)
+        out += a_codes[:, start:stop] @ b_codes[start:stop]
+    return out.float()
+
+
 def fp16_matmul(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """16-bit matmul: float16 inputs, float32 accumulation (native on CUDA, exact emulation on CPU)."""
     if A.is_cuda:
@@ -253,7 +297,7 @@ class Int8Stats:
 
 def outlier_columns(A: torch.Tensor, threshold: float) -> torch.Tensor:
     """Indices of A's columns holding any |value| >= threshold."""
-    return torch.nonzero(A.abs().amax(dim=0) >= threshold).flatten()
+    return torch.nonzero(_absmax(A, 0).flatten() >= threshold).flatten()
 
 
 def int8_matmul(A: torch.Tensor, B: torch.Tensor, threshold: float | None = None, *,
@@ -280,9 +324,9 @@ def int8_matmul(A: torch.Tensor, B: torch.Tensor, threshold: float | None = None
     a_dim, b_dim = (1, 0) if scheme == "vector" else (None, None)
     qa, sa = absmax_quantize(A_regular, 8, dim=a_dim)
     qb, sb = absmax_quantize(B, 8, dim=b_dim)
-    C = int8_product(qa, qb, backend).float() * (sa * sb)   # (n,1)*(1,m): outer product of scales
+    C = int8_product(qa, qb, backend).float().mul_(sa).mul_(sb)   # (n,1), (1,m): outer product of scales
     if cols.numel():
-        C = C + fp16_matmul(A[:, cols], B[cols, :])
+        C.add_(fp16_matmul(A[:, cols], B[cols, :]))
     return (C, Int8Stats(cols, A.shape[1])) if return_stats else C
 
 
@@ -314,21 +358,25 @@ class Int8Linear(nn.Module):
         self.values_seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the same arithmetic as int8_matmul (tested bit for bit); on the CPU the codes stay
+        # integer-valued floats for the exact float32 product
         shape = x.shape
         A = x.reshape(-1, self.in_features).float()
         cols = torch.empty(0, dtype=torch.long, device=A.device)
         if self.scheme == "llm.int8":
             cols = outlier_columns(A, self.threshold)
-        A_regular = A
+        A_regular = A.index_fill(1, cols, 0.0) if cols.numel() else A
+        codes, sa = _absmax_codes(A_regular, 127, None if self.scheme == "tensor" else 1)
+        backend = self.backend if self.backend != "auto" else ("int_mm" if A.is_cuda else "exact-float")
+        if backend == "exact-float" and not A.is_cuda:
+            acc = int8_product_float32(codes, self.w_codes.float())
+        else:
+            acc = int8_product(codes.to(torch.int8), self.w_codes, backend).float()
+        out = acc.mul_(sa).mul_(self.w_scale)     # dequantize: the outer product of the scales
         if cols.numel():
-            A_regular = A.clone()
-            A_regular[:, cols] = 0
-        qa, sa = absmax_quantize(A_regular, 8, dim=None if self.scheme == "tensor" else 1)
-        out = int8_product(qa, self.w_codes, self.backend).float() * (sa * self.w_scale)
-        if cols.numel():
-            out = out + fp16_matmul(A[:, cols], self.w_fp16[cols].float())
+            out.add_(fp16_matmul(A[:, cols], self.w_fp16[cols].float()))
         if self.bias is not None:
-            out = out + self.bias
+            out.add_(self.bias)
         self.calls += 1
         self.outlier_columns_seen += int(cols.numel())
         self.values_seen += self.in_features
@@ -458,7 +506,7 @@ def outlier_sweep(magnitudes, n: int = 256, k: int = 4096, m: int = 256, n_outli
 __all__ = [
     "qmax", "absmax_quantize", "dequantize", "grid_quantize", "grid_dequantize",
     "zeropoint_quantize", "zeropoint_dequantize", "zeropoint_expansion", "zeropoint_matmul",
-    "int8_product", "fp16_matmul", "outlier_columns", "int8_matmul", "Int8Stats", "Int8Linear",
+    "int8_product", "int8_product_float32", "fp16_matmul", "outlier_columns", "int8_matmul", "Int8Stats", "Int8Linear",
     "replace_linear_layers", "SCHEMES", "FloatFormat", "FP4_E2M1", "FP8_E4M3", "FP8_E5M2", "FORMATS",
     "round_to_format", "fake_quantize", "relative_error", "planted_outliers", "outlier_sweep",
 ]

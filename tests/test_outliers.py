@@ -96,6 +96,9 @@ def test_minilm_outliers_and_int8_fidelity():
     labels, sentences = outliers.load_text_sample(per_post=2)
     cap = outliers.capture_minilm(model, sentences)
     assert len(cap.sites) == 24
+    tokens = sum(len(model.tokenizer(s)["input_ids"]) for s in sentences)
+    assert {s.positions for s in cap.sites.values()} == {tokens}           # padding left out
+    assert torch.equal(cap.embeddings, outliers.embed(model, sentences))   # the same pass as the reference
     assert max(float(s.max_abs.max()) for s in cap.sites.values()) > 6      # MiniLM has |x| >= 6
     reference = outliers.embed(model, sentences)
     cos = {}
@@ -104,3 +107,68 @@ def test_minilm_outliers_and_int8_fidelity():
         cos[scheme] = outliers.fidelity(reference, outliers.embed(variant, sentences), labels)["mean_cosine"]
     assert 0.99 < cos["llm.int8"] < 1 and cos["tensor"] < cos["llm.int8"]
     assert outliers.outlier_share(variant) > 0
+
+
+def test_share_of_positions_counts_a_position_once():
+    stats = outliers.SiteStats(0, "ffn-in", 4)
+    x = torch.zeros(10, 4)
+    x[:3, 1] = 7.0
+    x[2:5, 2] = -8.0          # position 2 holds both dims
+    x[9, 3] = 9.0
+    stats.update(x[:6], 6.0)
+    stats.update(x[6:], 6.0)   # positions of a second batch are offset
+    assert stats.share_of_positions([1, 2]) == 0.5
+    assert stats.share_of_positions([3]) == 0.1 and stats.share_of_positions([]) == 0.0
+
+
+def test_largest_lossless_stops_at_the_first_failure():
+    import pandas as pd
+
+    sweep = pd.DataFrame({"fraction": [0.1, 0.2, 0.3, 0.4], "mean_cosine": [0.999, 0.995, 0.98, 0.995]})
+    assert outliers.largest_lossless(sweep) == 0.2
+    assert outliers.largest_lossless(sweep.assign(mean_cosine=0.5)) == 0.0
+
+
+def _tiny_opt(tmp_path):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    tokenizer = outliers.load_minilm("cpu").tokenizer   # any local tokenizer will do for a random model
+    torch.manual_seed(0)
+    config = OPTConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, ffn_dim=32,
+                       num_attention_heads=2, max_position_embeddings=140, word_embed_proj_dim=16)
+    OPTForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return str(tmp_path)
+
+
+def test_scan_family_measures_what_loads_and_names_what_does_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, sentences = outliers.load_text_sample(per_post=1)
+    table, missing = outliers.scan_family([_tiny_opt(tmp_path), "facebook/opt-no-such-model"], sentences, "cpu",
+                                          magnitude=0.5)
+    assert len(table) == 1 and table.parameters.iloc[0] > 0 and table.max_abs.iloc[0] > 0
+    assert list(missing) == ["facebook/opt-no-such-model"] and "HF_HUB_OFFLINE" in missing["facebook/opt-no-such-model"]
+    with pytest.raises(outliers.WeightsUnavailable, match="local cache"):
+        outliers.load_causal_lm("facebook/opt-no-such-model", "cpu", download=False)
+
+
+def test_capture_of_flattened_inputs_counts_real_tokens(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = _tiny_opt(tmp_path)
+    tok, lm = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
+    enc = tok(["a short one", "a somewhat longer sentence than the first"], return_tensors="pt", padding=True)
+    cap = outliers.capture_linear_inputs(lm, lambda b: lm(**b), [dict(enc)], magnitude=0.5)
+    assert {s.positions for s in cap.sites.values()} == {int(enc["attention_mask"].sum())}   # OPT's fc1 gets 2-D input
+
+
+def test_pruned_copy_zeroes_the_smallest_ffn_weights_only():
+    model = outliers.load_minilm("cpu")
+    pruned = outliers.pruned_ffn_copy(model, 0.3)
+    layer, original = pruned[0].auto_model.encoder.layer[0], model[0].auto_model.encoder.layer[0]
+    w, w0 = layer.intermediate.dense.weight.detach(), original.intermediate.dense.weight.detach()
+    assert abs(float((w == 0).float().mean()) - 0.3) < 1e-3
+    assert float(w0[w == 0].abs().max()) <= float(w0[w != 0].abs().min())
+    assert torch.equal(layer.attention.self.query.weight, original.attention.self.query.weight)
+    with pytest.raises(ValueError, match="fraction"):
+        outliers.pruned_ffn_copy(model, 1.5)

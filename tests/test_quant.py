@@ -213,3 +213,33 @@ def test_fake_quantize_int8_equals_absmax_round_trip_and_fp4_beats_int4():
 def test_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# --- the CPU fast path of Int8Linear --------------------------------------------------------------------
+@pytest.mark.parametrize("k", [48, 1040, 1536, 2500])
+def test_float32_product_is_the_int32_accumulator_as_float(k):
+    g = torch.Generator().manual_seed(k)
+    a = torch.randint(-127, 128, (7, k), generator=g, dtype=torch.int8)
+    b = torch.randint(-127, 128, (k, 5), generator=g, dtype=torch.int8)
+    a[0], b[:, 0] = 127, 127                       # an all-127 row and column: sums beyond 2**24
+    expected = (a.long() @ b.long()).float()       # int32 accumulator -> float32, rounded once
+    assert torch.equal(quant.int8_product_float32(a.float(), b.float()), expected)
+    assert torch.equal(quant.int8_product_float32(a.float(), b.float()), quant.int8_product(a, b).float())
+
+
+@pytest.mark.parametrize("k", [48, 1536])
+def test_int8_linear_equals_int8_matmul_bit_for_bit(k):
+    g = torch.Generator().manual_seed(9)
+    lin = torch.nn.Linear(k, 24)
+    x = torch.randn(3, 11, k, generator=g)
+    x[..., 5] = -9.0
+    for scheme in quant.SCHEMES:
+        ref = quant.int8_matmul(x.reshape(-1, k), lin.weight.detach().t(), 6.0 if scheme == "llm.int8" else None,
+                                scheme="tensor" if scheme == "tensor" else "vector") + lin.bias.detach()
+        assert torch.equal(quant.Int8Linear(lin, scheme, 6.0)(x).reshape(-1, 24), ref), scheme
+
+
+def test_int8_linear_refuses_non_finite_activations():
+    layer = quant.Int8Linear(torch.nn.Linear(4, 2), "vector")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer(torch.tensor([[1.0, math.nan, 0.0, 2.0]]))
