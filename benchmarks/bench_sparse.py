@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet300", choices=sorted(sp.MODELS))
     parser.add_argument("--density", type=float, default=0.05)
-    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--blocks", type=int, default=20, help="interleaved pairs of timed blocks")
     parser.add_argument("--batches", type=int, default=60, help="steps per timed block")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
