@@ -3,11 +3,13 @@
 Prints, all measured in this run:
 1. the real int8 GEMM (torch._int_mm: int8 x int8 -> int32) against fp32 torch.matmul;
 2. int8_matmul without and with the mixed-precision decomposition at 0.1 % outlier columns
-   (4 of 4096), and the decomposition's overhead ratio (target <= 1.3x).
+   (4 of 4096), and the decomposition's overhead ratio (target <= 1.3x);
+3. Int8Linear (LLM.int8(), what the chapter's MiniLM runs through) against nn.Linear on MiniLM's FFN
+   shapes, timed interleaved with a 95 % interval of the ratio (the chapter's full mode spends most
+   of its time there; target <= 1.5x on the CPU).
 
-On CPU, int8_matmul's default backend is the exact float emulation of the int32 accumulation
-(torch._int_mm on CPU is a scalar reference loop); `--backend int_mm` times the decomposition
-around the real int8 kernel instead. On CUDA everything runs on the GPU with torch._int_mm.
+int8_matmul's default backend is torch._int_mm on CPU and CUDA alike (torch 2.13's CPU kernel is a
+real int8 GEMM); `--backend exact-float` times the float emulation of the int32 accumulation instead.
 
     python benchmarks/bench_quant.py [--reps 5] [--int-mm-reps 1] [--backend auto|int_mm|exact-float]
 """
@@ -19,7 +21,8 @@ import time
 
 import torch
 
-from book.quant import absmax_quantize, int8_matmul, planted_outliers
+from book.quant import Int8Linear, absmax_quantize, int8_matmul, planted_outliers
+from book.timing import interleaved, paired_ratio_interval
 
 
 def timed(fn, reps: int, device: torch.device) -> float:
@@ -41,9 +44,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4096)
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--int-mm-reps", type=int, default=1, help="torch._int_mm is slow on CPU")
+    parser.add_argument("--int-mm-reps", type=int, default=3, help="reps of the bare torch._int_mm timing on CPU")
     parser.add_argument("--backend", default="auto", choices=["auto", "int_mm", "exact-float"])
     parser.add_argument("--outlier-fraction", type=float, default=0.001)
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds for the Int8Linear timing")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,6 +78,17 @@ def main() -> None:
           f"({stats.outlier_columns.numel()} outlier columns, int8 fraction {stats.int8_fraction:.4f})")
     ratio = t_decomp / t_plain
     print(f"decomposition overhead over plain int8: {ratio:.3f}x (target <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})")
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    for k, m in ((384, 1536), (1536, 384)):      # MiniLM's FFN expansion and contraction, 4096 tokens
+        linear = torch.nn.Linear(k, m).to(device)
+        layer = Int8Linear(linear, "llm.int8", 6.0).to(device)
+        x = torch.randn(4096, k, device=device)
+        with torch.no_grad():
+            times = interleaved({"fp32": lambda: linear(x), "int8": lambda: layer(x)}, args.rounds, sync=sync)
+        est, lo, hi = paired_ratio_interval(times["fp32"], times["int8"])
+        print(f"Int8Linear (LLM.int8()) / nn.Linear, {k}->{m}: {est:.2f}x [{lo:.2f}, {hi:.2f}] "
+              f"(target <= 1.5x: {'met' if hi <= 1.5 else 'NOT met' if lo > 1.5 else 'undecided'})")
 
 
 if __name__ == "__main__":

@@ -237,6 +237,7 @@ def test_int8_linear_equals_int8_matmul_bit_for_bit(k):
         ref = quant.int8_matmul(x.reshape(-1, k), lin.weight.detach().t(), 6.0 if scheme == "llm.int8" else None,
                                 scheme="tensor" if scheme == "tensor" else "vector") + lin.bias.detach()
         assert torch.equal(quant.Int8Linear(lin, scheme, 6.0)(x).reshape(-1, 24), ref), scheme
+        assert torch.equal(quant.Int8Linear(lin, scheme, 6.0, backend="exact-float")(x).reshape(-1, 24), ref), scheme
 
 
 def test_int8_linear_refuses_non_finite_activations():
