@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             from .colab import sync_install_cells
 
             changed = sync_install_cells()
-            print("\n".join(f"updated {p.name}" for p in changed) or "every install cell is up to date")
+            print("\n".join(f"updated {p.relative_to(runner.REPO_ROOT)}" for p in changed) or "every install cell is up to date")
             return 0
         params = [tuple(p) for p in args.parameter]
         if args.command == "run":
