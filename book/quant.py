@@ -11,10 +11,10 @@ Conventions
   over chunks of K short enough (<= 1040) that every partial sum is an exactly representable
   integer (< 2**24), adding the chunks in float64, so it returns the very integers an int32
   accumulator would.
-  ``"auto"`` uses ``_int_mm`` on CUDA and on the CPU as well: with torch 2.13 the CPU kernel is a
-  real int8 GEMM, about 4x faster than a float32 matmul of the same size here (see
-  benchmarks/bench_quant.py; older torch releases had only a scalar reference loop on the CPU, and
-  exact-float remains for them). Both backends give the same integers (tested).
+  ``"auto"`` uses ``_int_mm`` on CUDA, and on a CPU where it is a real int8 GEMM (torch 2.13 with
+  AVX-512 VNNI: about 4x faster than a float32 matmul of the same size, benchmarks/bench_quant.py);
+  where it is only a scalar reference loop (AVX2 CPUs: ~450x slower) it uses exact-float. A small
+  timing probe decides once per process. Both backends give the same integers (tested).
 - The 16-bit half of the decomposition multiplies float16-rounded inputs with float32 accumulation
   (what fp16 tensor cores do); on CPU, where float16 GEMMs are emulated and slow, the float16
   values are multiplied in float32, which is exact for the products (11 x 11 mantissa bits).
@@ -225,6 +225,35 @@ def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return out
 
 
+_CPU_INT_MM_FAST: bool | None = None
+
+
+def _cpu_int_mm_is_fast() -> bool:
+    """Whether this CPU's ``torch._int_mm`` is a real GEMM. With torch 2.13 it is on CPUs with AVX-512
+    VNNI (oneDNN), but a scalar reference loop elsewhere — ~450x slower than float32 on an AVX2 EPYC
+    (1024x4096x4096: 351 s). Decided once per process by timing both on a small product: the
+    backends give the same integers, so the choice changes speed only, never a result."""
+    global _CPU_INT_MM_FAST
+    if _CPU_INT_MM_FAST is None:
+        import time
+
+        a = torch.randint(-127, 128, (64, 512), dtype=torch.int8)
+        b = torch.randint(-127, 128, (512, 512), dtype=torch.int8)
+
+        def best(fn) -> float:
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        int_mm = best(lambda: torch._int_mm(a, b))
+        exact = best(lambda: a.float() @ b.float())
+        _CPU_INT_MM_FAST = int_mm <= 2 * exact
+    return _CPU_INT_MM_FAST
+
+
 def int8_product(a_codes: torch.Tensor, b_codes: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """The exact integer product of int8 codes as an int32 accumulator would hold it (returned as
     int32 for ``int_mm``, as integer-valued floats for ``exact-float``)."""
@@ -235,7 +264,7 @@ def int8_product(a_codes: torch.Tensor, b_codes: torch.Tensor, backend: str = "a
     if k * 127 * 127 > INT32_MAX:
         raise ValueError(f"inner size {k} could overflow an int32 accumulator (max {INT32_MAX // 127**2})")
     if backend == "auto":
-        backend = "int_mm"
+        backend = "int_mm" if a_codes.is_cuda or _cpu_int_mm_is_fast() else "exact-float"
     if backend == "int_mm":
         # cuBLASLt wants more than 16 rows and inner/outer sizes that are multiples of 8: pad with zeros
         rows, inner, cols = max(n, 17), -(-k // 8) * 8, -(-m // 8) * 8

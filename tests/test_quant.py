@@ -244,3 +244,19 @@ def test_int8_linear_refuses_non_finite_activations():
     layer = quant.Int8Linear(torch.nn.Linear(4, 2), "vector")
     with pytest.raises(ValueError, match="non-finite"):
         layer(torch.tensor([[1.0, math.nan, 0.0, 2.0]]))
+
+
+def test_auto_backend_falls_back_to_exact_float_where_int_mm_is_a_slow_loop(monkeypatch):
+    """On CPUs where torch._int_mm is a scalar loop (AVX2), "auto" must not use it; same integers either way."""
+    import torch
+
+    from book import quant
+
+    a = torch.randint(-127, 128, (20, 1100), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    b = torch.randint(-127, 128, (1100, 24), dtype=torch.int8, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(quant, "_CPU_INT_MM_FAST", False)
+    slow_cpu = quant.int8_product(a, b)
+    assert slow_cpu.dtype == torch.float64   # exact-float's accumulator, not _int_mm's int32
+    monkeypatch.setattr(quant, "_CPU_INT_MM_FAST", True)
+    fast_cpu = quant.int8_product(a, b)
+    assert fast_cpu.dtype == torch.int32 and torch.equal(fast_cpu.double(), slow_cpu)
