@@ -148,7 +148,7 @@ class Entry:
 
     def note_text(self) -> str:
         parts = [self.note] if self.note else []
-        if self.why and (self.timed or self.verdict == "differs"):
+        if self.why and (self.timed or self.verdict in ("differs", "undecided")):
             parts.append(self._mask(self.why, self.timed))  # a timed row's reason follows its masked verdict
         if self.source:
             parts.append(f"source: {self.source}")
@@ -262,12 +262,14 @@ class Ledger:
 
     def check_interval(self, cid: str, *, post: Any, estimate: float, interval: tuple[float, float],
                        accept: tuple[float, float], criterion: str, fails_if: str = "", why: str = "",
-                       note: str = "", unit: str = "", evidence: Any = None) -> Entry:
-        """A timed (noisy) claim, from repeated interleaved trials: `interval` is the confidence
-        interval of the measured quantity, `accept` the range the post's claim allows (±inf for a
-        one-sided claim). reproduced iff the interval lies inside `accept`, differs iff it lies wholly
-        outside, undecided otherwise. The numbers and the verdict are masked for nbval; the criterion
-        and the note are not (so the note must not depend on the outcome: put that in `why`)."""
+                       note: str = "", unit: str = "", evidence: Any = None, timed: bool = True) -> Entry:
+        """A noisy claim decided by an interval: `interval` is the confidence interval of the measured
+        quantity (repeated interleaved timing trials, or seeds), `accept` the range the post's claim
+        allows (±inf for a one-sided claim). reproduced iff the interval lies inside `accept`, differs
+        iff it lies wholly outside, undecided otherwise. For a timing (`timed`, the default) the
+        numbers and the verdict are masked for nbval, the criterion and the note are not (so the note
+        must not depend on the outcome: put that in `why`). An interval over seeds or committed
+        evidence is deterministic: pass ``timed=False`` and nbval compares everything."""
         lo, hi = (float(v) for v in interval)
         a_lo, a_hi = (float(v) for v in accept)
         if not (lo <= float(estimate) <= hi) or a_lo > a_hi:
@@ -287,8 +289,7 @@ class Ledger:
                "undecided": "the interval straddles the criterion's edge: this run cannot decide"}.get(verdict, why)
         shown = f"{_fmt(round_sig(estimate, 3))}{unit} [{_fmt(round_sig(lo, 3))}, {_fmt(round_sig(hi, 3))}]"
         return self._add(cid, verdict, post=post, measured=shown, tolerance=criterion, note=note,
-                         why=why, fails_if=fails_if, evidence=evidence,
-                         timed=True)
+                         why=why, fails_if=fails_if, evidence=evidence, timed=bool(timed))
 
     def _record_outcome(self, cid, ok, *, why, fails_if, **kw) -> Entry:
         self._need_fails_if(cid, fails_if)

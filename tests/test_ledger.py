@@ -227,3 +227,13 @@ def test_finished_ledger_rides_in_the_output_metadata(tmp_path):
         nbformat.v4.new_output("execute_result", data=data, metadata=meta, execution_count=1)])])
     nbformat.write(nb, tmp_path / "conv.ipynb")
     assert ledger_from_notebook(tmp_path / "conv.ipynb")["chapter"] == "conv"
+
+
+def test_an_interval_over_seeds_is_compared_in_full():
+    """An interval from seeds or committed evidence is deterministic: nothing of its row is masked."""
+    ledger = Ledger("sparse")
+    entry = ledger.check_interval("sparse-4", post="momentum beats random", estimate=0.4, interval=(-0.2, 1.0),
+                                  accept=(0.0, float("inf")), criterion="97.5 % paired interval over 5 seeds > 0",
+                                  fails_if="interval below 0", timed=False)
+    assert entry.verdict == "undecided" and "⟨" not in repr(entry) and "⟨" not in ledger._repr_html_()
+    assert "cannot decide" in entry.note_text()
