@@ -208,6 +208,9 @@ class Ledger:
         self._expected = [cid for p in self._chapter.prefixes for cid in claim_ids(p)]
         self._started = time.perf_counter()
         self._finished: dict[str, Any] | None = None
+        from .provenance import git_commit
+
+        self._commit_at_start = git_commit().get("commit")  # the code the run started from
 
     @property
     def mode(self) -> str:
@@ -370,7 +373,10 @@ class Ledger:
         missing = self.missing()
         if missing:
             raise RuntimeError(f"ledger {self.chapter!r} leaves claims unrecorded: {', '.join(missing)}")
-        self._finished = {"provenance": collect(self.device),
+        provenance = collect(self.device)
+        if self._commit_at_start != provenance.get("commit"):
+            provenance["commit_at_start"] = self._commit_at_start  # HEAD moved while the chapter ran
+        self._finished = {"provenance": provenance,
                           "wall_s": round(time.perf_counter() - self._started, 1),
                           "command": os.environ.get("BOOK_RUN_COMMAND", "notebook run by hand")}
         out = Path(directory or os.environ.get("BOOK_LEDGER_DIR") or _default_ledger_dir())
