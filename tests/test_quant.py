@@ -260,3 +260,16 @@ def test_auto_backend_falls_back_to_exact_float_where_int_mm_is_a_slow_loop(monk
     monkeypatch.setattr(quant, "_CPU_INT_MM_FAST", True)
     fast_cpu = quant.int8_product(a, b)
     assert fast_cpu.dtype == torch.int32 and torch.equal(fast_cpu.double(), slow_cpu)
+
+
+def test_the_backend_probe_leaves_the_global_generator_alone(monkeypatch):
+    import torch
+
+    from book import quant
+
+    monkeypatch.setattr(quant, "_CPU_INT_MM_FAST", None)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    quant._cpu_int_mm_is_fast()
+    assert torch.equal(torch.rand(3), expected)
