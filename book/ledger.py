@@ -289,7 +289,7 @@ class Ledger:
             why = "unexplained: see the chapter"
         # a timed row always shows a (masked) reason, so its shape never depends on the outcome
         why = {"reproduced": "the whole interval lies inside the criterion",
-               "undecided": "the interval straddles the criterion's edge: this run cannot decide"}.get(verdict, why)
+               "undecided": "the interval straddles the criterion's edge: this run cannot decide between reproduced and differs"}.get(verdict, why)
         shown = f"{_fmt(round_sig(estimate, 3))}{unit} [{_fmt(round_sig(lo, 3))}, {_fmt(round_sig(hi, 3))}]"
         return self._add(cid, verdict, post=post, measured=shown, tolerance=criterion, note=note,
                          why=why, fails_if=fails_if, evidence=evidence, timed=bool(timed))
