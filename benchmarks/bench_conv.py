@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import scipy.signal
 
-from book.conv import (DEFAULT_COST_MODEL, calibrate_cost_model, convolve, direct_convolve, fft_convolve,
+from book.chapters.conv import (DEFAULT_COST_MODEL, calibrate_cost_model, convolve, direct_convolve, fft_convolve,
                        median_seconds)
 
 

@@ -1,7 +1,7 @@
-"""Benchmark: the chapter's matmul measurement (`book.gpu.measure_matmul`) against a bare fp32
+"""Benchmark: the chapter's matmul measurement (`book.chapters.gpu.measure_matmul`) against a bare fp32
 `torch.matmul` loop at 2048², both measured in this run, interleaved so that both see the same
 machine load (the order alternates every round). Target: the chapter reports within 10 % of the
-bare loop — judged on the 95 % interval of the paired per-round ratios (`book.timing`), so a noisy
+bare loop — judged on the 95 % interval of the paired per-round ratios (`book.core.timing`), so a noisy
 machine says "undecided" instead of a coin flip.
 
     python benchmarks/bench_gpu.py [--n 2048] [--rounds 9] [--device auto]
@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from book import gpu as G
-from book.device import describe, pick_device
-from book.timing import paired_ratio_interval
+from book.chapters import gpu as G
+from book.core.device import describe, pick_device
+from book.core.timing import paired_ratio_interval
 
 
 def bare_loop_gflops(n: int, device: torch.device, iters: int) -> float:

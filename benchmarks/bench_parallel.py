@@ -1,4 +1,4 @@
-"""Benchmark: the gradient exchange of book.parallel's data-parallel step against a bare
+"""Benchmark: the gradient exchange of book.chapters.parallel's data-parallel step against a bare
 torch.distributed.all_reduce of the same bytes, in the same run, on the same worker processes.
 
 The exchange is `FlatGradients.average` as the data-parallel step calls it: every .grad is a view
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from book import parallel
+from book.chapters import parallel
 
 # MLPs whose gradients are about 1, 4 and 16 MB
 MODELS = {"1 MB": [784, 320, 10], "4 MB": [784, 1024, 160, 10], "16 MB": [784, 2048, 1024, 10]}

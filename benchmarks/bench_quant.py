@@ -1,4 +1,4 @@
-"""Benchmark of book.quant.int8_matmul on 1024x4096 · 4096x4096.
+"""Benchmark of book.chapters.int8.quant.int8_matmul on 1024x4096 · 4096x4096.
 
 Prints, all measured in this run:
 1. the real int8 GEMM (torch._int_mm: int8 x int8 -> int32) against fp32 torch.matmul;
@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from book.quant import Int8Linear, absmax_quantize, int8_matmul, planted_outliers
-from book.timing import interleaved, paired_ratio_interval
+from book.chapters.int8.quant import Int8Linear, absmax_quantize, int8_matmul, planted_outliers
+from book.core.timing import interleaved, paired_ratio_interval
 
 
 def timed(fn, reps: int, device: torch.device) -> float:

@@ -5,9 +5,9 @@ epoch-end redistribution (prune, redistribute, regrow) at most 5 % of an epoch.
 
     python benchmarks/bench_sparse.py [--model lenet300] [--density 0.05] [--threads 1]
 
-Dense and sparse steps are timed in interleaved blocks (`book.timing.interleaved`: A B, B A, ...) on the
+Dense and sparse steps are timed in interleaved blocks (`book.core.timing.interleaved`: A B, B A, ...) on the
 same MNIST batches (held as tensors), so that a shared, noisy CPU affects both alike; the ratio is the
-geometric mean of the paired block ratios with its 95 % interval (`book.timing.paired_ratio_interval`).
+geometric mean of the paired block ratios with its 95 % interval (`book.core.timing.paired_ratio_interval`).
 The dense side is a bare loop: the same net dense, plain `optimizer.step()`, no wrapper.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from book import sparse as sp
-from book.timing import interleaved, paired_ratio_interval
+from book.chapters import sparse as sp
+from book.core.timing import interleaved, paired_ratio_interval
 
 
 def make(model_name: str, density: float, seed: int = 0):

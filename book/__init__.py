@@ -1,7 +1,7 @@
 """The executable Dettmers book: the tested code behind each chapter.
 
-One module per topic (`book.conv`, `book.data`, ...), plus the ledger that records every claim's
-verdict (`book.ledger`), the chapter registry (`book.chapters`) and the runner (`python -m book`).
+One module per topic (`book.chapters.conv`, `book.core.data`, ...), plus the ledger that records every claim's
+verdict (`book.core.ledger`), the chapter registry (`book.core.registry`) and the runner (`python -m book`).
 """
 import warnings
 
@@ -9,8 +9,8 @@ import warnings
 # about that would print an absolute path into every chapter that shows progress.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from .ledger import Ledger  # noqa: E402
-from .session import start  # noqa: E402
+from book.core.ledger import Ledger  # noqa: E402
+from book.core.session import start  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Ledger", "start", "__version__"]

@@ -1,11 +1,11 @@
-"""Tests of book.brain: the post's arithmetic, the LNP estimate, the extrapolation and the LNP neuron."""
+"""Tests of book.chapters.brain: the post's arithmetic, the LNP estimate, the extrapolation and the LNP neuron."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from book import brain as b
+from book.chapters import brain as b
 
 
 # -- brain-1, brain-2 ------------------------------------------------------------------------

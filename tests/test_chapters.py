@@ -4,10 +4,10 @@ import re
 import nbformat
 import pytest
 
-from book.chapters import CHAPTERS, REPO_ROOT, available_chapters
-from book.colab import install_cell_source, repository_url
-from book.ledger import VERDICTS, claim_ids
-from book.runner import notebook_parameters
+from book.core.registry import CHAPTERS, REPO_ROOT, available_chapters
+from book.tools.colab import install_cell_source, repository_url
+from book.core.ledger import VERDICTS, claim_ids
+from book.tools.runner import notebook_parameters
 
 NOTEBOOKS = available_chapters()
 
@@ -63,7 +63,7 @@ def test_every_claim_shows_a_verdict_in_the_committed_outputs(chapter):
 
 
 def _pages(chapter):
-    from book.evidence import page_notebook
+    from book.core.evidence import page_notebook
 
     return [p for p in (chapter.notebook, page_notebook(chapter.name)) if p]
 
@@ -72,7 +72,7 @@ def _pages(chapter):
 def test_every_committed_ledger_is_complete_and_every_check_can_fail(chapter):
     """The ledger each committed page carries: every id, a `fails_if` on every measured verdict, and
     no verdict masked from nbval unless it is a timing's (check_interval)."""
-    from book.ledger import ledger_from_notebook
+    from book.core.ledger import ledger_from_notebook
 
     ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
     for page in _pages(chapter):
@@ -109,8 +109,8 @@ def test_every_chapter_has_committed_full_mode_evidence_with_provenance(chapter)
     commit, date, device, versions, wall time and the command that made it."""
     import json
 
-    from book.evidence import RESULTS_DIR
-    from book.ledger import ledger_from_notebook
+    from book.core.evidence import RESULTS_DIR
+    from book.core.ledger import ledger_from_notebook
 
     folder = RESULTS_DIR / chapter.name
     ledger = json.loads((folder / "ledger.json").read_text(encoding="utf-8"))

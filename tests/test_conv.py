@@ -1,9 +1,9 @@
-"""book.conv: both convolutions against scipy, and the helpers behind each claim."""
+"""book.chapters.conv: both convolutions against scipy, and the helpers behind each claim."""
 import numpy as np
 import pytest
 import scipy.signal
 
-from book import conv
+from book.chapters import conv
 
 
 def _random_shapes(rng, ndim, count):

@@ -1,4 +1,4 @@
-"""book.data: checksums, seeding the cache, corrupt files, the IDX parser, MNIST itself."""
+"""book.core.data: checksums, seeding the cache, corrupt files, the IDX parser, MNIST itself."""
 import gzip
 import shutil
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from book import data
+from book.core import data
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.exists(), reason="../shared/data/mnist is not beside this checkout")

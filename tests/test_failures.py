@@ -16,9 +16,13 @@ import nbformat
 import pytest
 
 import book
-from book import chapters, data, evidence, runner, session
-from book.__main__ import main
-from book.chapters import REPO_ROOT
+from book.core import registry as chapters
+from book.core import data
+from book.core import evidence
+from book.tools import runner
+from book.core import session
+from book.tools.cli import main
+from book.core.registry import REPO_ROOT
 
 OK_BODY = """
 import book
@@ -106,8 +110,10 @@ def test_a_build_stages_fresh_copies_only(sandbox, monkeypatch):
 DRIVER = """
 import sys
 from pathlib import Path
-from book import chapters, evidence, runner
-from book.__main__ import main
+from book.core import registry as chapters
+from book.core import evidence
+from book.tools import runner
+from book.tools.cli import main
 root = Path(sys.argv[1])
 build = root / "_build"
 chapters.NOTEBOOK_DIR = root / "notebooks"
@@ -465,7 +471,7 @@ def test_a_relative_data_cache_means_the_same_folder_inside_the_kernel(sandbox, 
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("DETTMERS_BOOK_DATA", "my-cache")
-    _write(sandbox, "brain", "import book.data\nprint('CACHE=' + str(book.data.data_dir().resolve()))")
+    _write(sandbox, "brain", "import book.core.data\nprint('CACHE=' + str(book.core.data.data_dir().resolve()))")
     assert main(["run", "brain", "--no-progress"]) == 0
     nb = nbformat.read(runner.EXECUTED_DIR / "brain.ipynb", as_version=4)
     assert f"CACHE={elsewhere / 'my-cache'}" in nb.cells[-1].outputs[0]["text"]

@@ -1,4 +1,4 @@
-"""Tests of book.gpu: the cycle model, the spec table, the calculators, the decision function,
+"""Tests of book.chapters.gpu: the cycle model, the spec table, the calculators, the decision function,
 the instrumented tiled matmul, the number-format helpers, 2:4 sparsity and the measurement helpers
 (whose CUDA-only parts must refuse cleanly on a CPU)."""
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from book import gpu as G
+from book.chapters import gpu as G
 
 
 # -- cycle model ---------------------------------------------------------------------------------

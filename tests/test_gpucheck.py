@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from book import gpucheck
-from book.gpucheck import compare_ledgers, compare_rows, committed_ledger, numbers_close, render_report
+from book.tools import gpucheck
+from book.tools.gpucheck import compare_ledgers, compare_rows, committed_ledger, numbers_close, render_report
 
 
 def row(cid="x-1", verdict="reproduced", post=1.0, measured=1.0, **kw):
@@ -156,7 +156,7 @@ def test_committed_ledger_reads_the_finish_cells_metadata(tmp_path):
 
 
 def test_committed_notebooks_ledgers_name_their_chapter():
-    from book.chapters import available_chapters
+    from book.core.registry import available_chapters
 
     for chapter in available_chapters():
         led = committed_ledger(chapter.notebook)

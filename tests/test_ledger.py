@@ -1,10 +1,10 @@
-"""book.ledger: ids, verdicts, completeness, rounding, JSON."""
+"""book.core.ledger: ids, verdicts, completeness, rounding, JSON."""
 import json
 from pathlib import Path
 
 import pytest
 
-from book.ledger import Ledger, claim_ids, load_claims, read_ledgers, round_sig
+from book.core.ledger import Ledger, claim_ids, load_claims, read_ledgers, round_sig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -194,10 +194,10 @@ def test_a_check_without_fails_if_is_flagged():
 
 
 def test_evidence_names_the_committed_file(tmp_path, monkeypatch):
-    from book import evidence
+    from book.core import evidence
 
     monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path / "results")
-    evidence.save("sparse", "lenet300", {"error": 0.0139}, command="python -m book.sparse ...", wall_s=12.3)
+    evidence.save("sparse", "lenet300", {"error": 0.0139}, command="python -m book.chapters.sparse ...", wall_s=12.3)
     ev = evidence.load("sparse", "lenet300")
     assert ev.data == {"error": 0.0139} and ev.provenance["mode"] == "full" and ev.provenance["wall_s"] == 12.3
     entry = Ledger("sparse").check("sparse-2", post=1.39, measured=1.39, tol=0.1, evidence=ev, fails_if="x")
@@ -213,7 +213,7 @@ def test_finished_ledger_rides_in_the_output_metadata(tmp_path):
     import nbformat
     from IPython.core.formatters import DisplayFormatter
 
-    from book.ledger import LEDGER_METADATA_KEY, ledger_from_notebook
+    from book.core.ledger import LEDGER_METADATA_KEY, ledger_from_notebook
 
     ledger = _full_conv_ledger()
     data, meta = DisplayFormatter().format(ledger)

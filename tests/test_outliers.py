@@ -1,9 +1,9 @@
-"""Tests of book.outliers: site names, the paper's outlier criteria, activation capture with
+"""Tests of book.chapters.int8.outliers: site names, the paper's outlier criteria, activation capture with
 padding masked out, the feature-removal example and (one test) the shipped MiniLM through int8."""
 import pytest
 import torch
 
-from book import outliers
+from book.chapters.int8 import outliers
 
 
 def test_site_of_bert_and_opt_names():

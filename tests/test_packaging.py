@@ -3,7 +3,7 @@ import tomllib
 
 from setuptools import find_packages
 
-from book.chapters import REPO_ROOT
+from book.core.registry import REPO_ROOT
 
 
 def test_every_subpackage_is_packaged():

@@ -1,4 +1,4 @@
-"""book.parallel on real worker processes: split-matmul identities, gradient equality of data
+"""book.chapters.parallel on real worker processes: split-matmul identities, gradient equality of data
 parallelism with 2 and 3 processes, the traffic counters, clean failure and freed ports, and
 workers that end with their launcher however and whenever it dies."""
 import os
@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from book import parallel as P
+from book.chapters import parallel as P
 
 
 def _batch(n=96, seed=0):
@@ -138,7 +138,7 @@ def test_the_same_workers_run_under_torchrun():
         pytest.skip("torchrun is not installed next to this python")
     # --standalone: torchrun's own rendezvous on a free port; a new session so that a hang can be
     # ended with all of torchrun's workers (no orphans even when this test fails)
-    proc = subprocess.Popen([torchrun, "--standalone", "--nproc-per-node=2", "-m", "book.parallel", "gradients",
+    proc = subprocess.Popen([torchrun, "--standalone", "--nproc-per-node=2", "-m", "book.chapters.parallel", "gradients",
                              "--batch", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
@@ -180,7 +180,7 @@ def _alive(pid: int) -> bool:
 
 LAUNCHER = """
 import os, signal, socket, sys, time
-from book import parallel as P
+from book.chapters import parallel as P
 if __name__ == '__main__':
     phase = sys.argv[1]
     if phase == "start-up":  # a store that accepts connections and never answers: the workers hang in connect

@@ -1,12 +1,12 @@
-"""Tests of book.predictions: dates, evidence loading, the outcome logic (every outcome reachable),
+"""Tests of book.chapters.predictions: dates, evidence loading, the outcome logic (every outcome reachable),
 the computed growth/efficiency evidence on small synthetic tables, and the committed evidence files."""
 import datetime as dt
 import textwrap
 
 import pytest
 
-from book import brain
-from book import predictions as P
+from book.chapters import brain
+from book.chapters import predictions as P
 
 D = dt.date
 

@@ -1,11 +1,11 @@
-"""Tests of book.quant: the post's toys, round trips, exact int32 accumulation, the decomposition,
+"""Tests of book.chapters.int8.quant: the post's toys, round trips, exact int32 accumulation, the decomposition,
 the float formats and the error messages."""
 import math
 
 import pytest
 import torch
 
-from book import quant
+from book.chapters.int8 import quant
 
 I5, I3 = range(6), [0, 2, 4]
 ROW = [-0.10, -0.23, 0.08, -0.38, -0.28, -0.29, -2.11, 0.34, -0.53, -67.0]
@@ -250,7 +250,7 @@ def test_auto_backend_falls_back_to_exact_float_where_int_mm_is_a_slow_loop(monk
     """On CPUs where torch._int_mm is a scalar loop (AVX2), "auto" must not use it; same integers either way."""
     import torch
 
-    from book import quant
+    from book.chapters.int8 import quant
 
     a = torch.randint(-127, 128, (20, 1100), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
     b = torch.randint(-127, 128, (1100, 24), dtype=torch.int8, generator=torch.Generator().manual_seed(1))
@@ -265,7 +265,7 @@ def test_auto_backend_falls_back_to_exact_float_where_int_mm_is_a_slow_loop(monk
 def test_the_backend_probe_leaves_the_global_generator_alone(monkeypatch):
     import torch
 
-    from book import quant
+    from book.chapters.int8 import quant
 
     monkeypatch.setattr(quant, "_CPU_INT_MM_FAST", None)
     torch.manual_seed(5)

@@ -52,7 +52,7 @@ def _article(soup):
 
 
 def _chapters():
-    from book.chapters import available_chapters
+    from book.core.registry import available_chapters
 
     return available_chapters()
 
@@ -230,8 +230,8 @@ def test_chapter_page_ends_with_its_ledger(html, chapter):
 
 @pytest.mark.parametrize("chapter", [c.name for c in _chapters()])
 def test_chapter_ledger_shows_every_claim_in_catalogue_order(html, chapter):
-    from book.chapters import get_chapter
-    from book.ledger import claim_ids
+    from book.core.registry import get_chapter
+    from book.core.ledger import claim_ids
 
     page = html / "notebooks" / f"{chapter}.html"
     if not page.exists():
@@ -271,7 +271,7 @@ def test_scoreboard_agrees_with_the_chapter_pages(html):
 
 
 def _repository() -> tuple[str, str]:
-    from book.colab import repository_url
+    from book.tools.colab import repository_url
 
     text = (ROOT / "_config.yml").read_text(encoding="utf-8")
     branch = re.search(r"^repository:\s*\n(?:[ \t]+.*\n)*?[ \t]+branch:\s*(\S+)", text, re.M)

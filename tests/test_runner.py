@@ -1,14 +1,15 @@
-"""book.runner and `python -m book`: validation before work, papermill runs into _build, failures,
+"""book.tools.runner and `python -m book`: validation before work, papermill runs into _build, failures,
 summaries, the scoreboard. Uses tiny stand-in notebooks, so each run takes a kernel start only."""
 import json
 
 import nbformat
 import pytest
 
-from book import chapters, runner
-from book.chapters import REPO_ROOT
-from book.__main__ import main
-from book.scoreboard import render_scoreboard
+from book.core import registry as chapters
+from book.tools import runner
+from book.core.registry import REPO_ROOT
+from book.tools.cli import main
+from book.tools.scoreboard import render_scoreboard
 
 
 def _notebook(body: str, extra_params: str = "") -> nbformat.NotebookNode:
@@ -109,7 +110,7 @@ def test_scoreboard_lists_every_claim():
 
 
 def test_status_page_says_what_ran_where(tmp_path):
-    from book.scoreboard import render_status
+    from book.tools.scoreboard import render_status
 
     ledger = {"chapter": "conv", "mode": "full", "device": "cpu", "wall_s": 57.0, "command": "python -m book run conv --full",
               "provenance": {"date": "2026-11-27T10:00:00Z", "commit": "abc123", "dirty": False,
@@ -125,7 +126,7 @@ def test_status_page_says_what_ran_where(tmp_path):
 def test_list_from_an_install_without_the_notebooks_says_where_they_are(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(chapters, "NOTEBOOK_DIR", tmp_path / "absent")
     monkeypatch.setattr(chapters, "available_chapters", lambda: [])
-    import book.__main__ as cli
+    import book.tools.cli as cli
 
     monkeypatch.setattr(cli, "available_chapters", lambda: [])
     assert main(["list"]) == 0

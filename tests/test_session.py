@@ -1,10 +1,10 @@
-"""book.session and book.device: parameters checked before work, seeds, device choice."""
+"""book.core.session and book.core.device: parameters checked before work, seeds, device choice."""
 import numpy as np
 import pytest
 import torch
 
 import book
-from book.device import describe, pick_device, seed_everything
+from book.core.device import describe, pick_device, seed_everything
 
 
 def test_start_checks_parameter_types_first():

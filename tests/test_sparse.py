@@ -1,4 +1,4 @@
-"""Tests of book.sparse: sparse momentum's invariants, its pieces, and the tools around it."""
+"""Tests of book.chapters.sparse: sparse momentum's invariants, its pieces, and the tools around it."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from book import sparse as sp
+from book.chapters import sparse as sp
 
 
 def _setup(density=0.1, growth="momentum", redistribution="momentum", seed=0, epochs=10):
@@ -294,7 +294,7 @@ def test_fixed_masks_fine_tune_keeps_2_4():
 
 # -- the independent audit (sparse-1) -----------------------------------------------------------
 def _audited_run(growth="momentum", redistribution="momentum", epochs=6, density=0.05):
-    from book.sparse.audit import CycleAuditor
+    from book.chapters.sparse.audit import CycleAuditor
 
     model, opt, w = _setup(density=density, growth=growth, redistribution=redistribution, epochs=epochs)
     auditor = CycleAuditor(w.masks, w.weights, opt, epochs=epochs, redistribution=redistribution == "momentum")
@@ -320,7 +320,7 @@ def test_audit_recount_agrees_with_a_first_principles_count():
 
 def test_audit_catches_a_wrong_algorithm():
     """The audit must fail when the algorithm deviates: prune the largest weights instead."""
-    from book.sparse.audit import CycleAuditor
+    from book.chapters.sparse.audit import CycleAuditor
 
     model, opt, w = _setup(density=0.05, epochs=4)
     auditor = CycleAuditor(w.masks, w.weights, opt, epochs=4)
@@ -339,7 +339,7 @@ def test_audit_catches_a_wrong_algorithm():
 
 
 def test_audit_catches_a_changed_count_and_a_wrong_rate():
-    from book.sparse.audit import CycleAuditor
+    from book.chapters.sparse.audit import CycleAuditor
 
     model, opt, w = _setup(density=0.05, epochs=4)
     _steps(model, opt, w, n=5)
@@ -361,7 +361,7 @@ def test_audit_catches_a_changed_count_and_a_wrong_rate():
 
 # -- counting (sparse-8) and paired intervals (sparse-4, sparse-6) -------------------------------
 def test_cifar_nets_have_the_published_sizes_and_uniform_masks_save_the_density():
-    from book.sparse import counting
+    from book.chapters.sparse import counting
 
     vgg, wrn = counting.mask_flops("VGG16-D"), counting.mask_flops("WRN-16-10")
     # WRN-16-10 has about 17.1M conv/linear weights (Zagoruyko & Komodakis 2016: 17.2M parameters with BN)
@@ -376,7 +376,7 @@ def test_cifar_nets_have_the_published_sizes_and_uniform_masks_save_the_density(
 
 
 def test_paired_interval():
-    from book.sparse.stats import paired_interval
+    from book.chapters.sparse.stats import paired_interval
 
     d = paired_interval([1.0, 2.0, 3.0], [2.0, 3.1, 3.9])
     assert abs(d["mean"] - 1.0) < 1e-12 and d["lo"] < 1.0 < d["hi"] and d["n"] == 3
@@ -389,9 +389,9 @@ def test_paired_interval():
 # -- evidence that proves itself -----------------------------------------------------------------
 def test_a_committed_100_epoch_run_is_reproduced_exactly():
     """Re-run the cheapest committed 100-epoch LeNet-300-100 configuration from scratch, exactly as
-    `python -m book.sparse` made it (same seed, same code, one torch thread), and require the committed
+    `python -m book.chapters.sparse` made it (same seed, same code, one torch thread), and require the committed
     test error and final layer densities to the last digit. A few minutes on a CPU."""
-    from book import evidence
+    from book.core import evidence
 
     ev = evidence.load("sparse", "lenet300")
     # rows the evidence marks as made by an earlier commit and not reproduced bit for bit (with the re-run

@@ -1,0 +1,1 @@
+"""One package per chapter, named as the registry (book.core.registry) names the chapter."""

@@ -1,0 +1,262 @@
+"""The spec table of the GPUs the post discusses, and the arithmetic on it: bandwidth speedups and
+their corrections (gpu-2, gpu-3), power and electricity (gpu-9 … gpu-11), cloud against desktop,
+performance per dollar and the recommendation as a decision function (gpu-12, gpu-14)."""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from book.core.registry import DATA_FILES
+
+# the package's data folder, one level above this subpackage
+SPECS_FILE = DATA_FILES / "gpu_specs.csv"
+HOURS_PER_YEAR = 24 * 365
+
+
+# ---------------------------------------------------------------------------------------------
+# The spec table
+# ---------------------------------------------------------------------------------------------
+SPEC_COLUMNS = ("gpu", "architecture", "segment", "memory_bandwidth_gbs", "fp16_tensor_tflops",
+                "fp8_tensor_tflops", "l2_mb", "l1_shared_kb_per_sm", "memory_gb", "tdp_w",
+                "price_usd", "price_kind", "price_date", "price_source", "spec_date", "spec_source")
+_REQUIRED = tuple(c for c in SPEC_COLUMNS if c != "fp8_tensor_tflops")  # fp8: blank where none
+_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
+
+
+def load_specs(path: str | os.PathLike | None = None):
+    """The spec table as a DataFrame indexed by GPU name; raises ValueError if a row lacks a number,
+    a date or a source. Columns: bandwidth (GB/s), dense fp16 Tensor TFLOPS with fp32 accumulate,
+    dense fp8 TFLOPS (fp16 accumulate; NaN where no fp8), L2 (MB), L1+shared per SM (KB), memory (GB),
+    TDP (W), price (USD) with its kind, date and source, and the date and source of the specs."""
+    import pandas as pd
+
+    df = pd.read_csv(path or SPECS_FILE)
+    missing_cols = [c for c in SPEC_COLUMNS if c not in df.columns]
+    if missing_cols:
+        raise ValueError(f"spec table lacks columns: {missing_cols}")
+    problems = []
+    for _, row in df.iterrows():
+        for col in _REQUIRED:
+            if pd.isna(row[col]) or str(row[col]).strip() == "":
+                problems.append(f"{row['gpu']}: {col} is empty")
+        for col in ("price_date", "spec_date"):
+            if not pd.isna(row[col]) and not _DATE.match(str(row[col])):
+                problems.append(f"{row['gpu']}: {col}={row[col]!r} is not YYYY-MM[-DD]")
+    if df["gpu"].duplicated().any():
+        problems.append("duplicate GPU names")
+    if problems:
+        raise ValueError("spec table: " + "; ".join(problems))
+    return df.set_index("gpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# gpu-2, gpu-3: speedup estimates and their corrections
+# ---------------------------------------------------------------------------------------------
+def bandwidth_speedup(specs, new: str, old: str) -> float:
+    """The post's first estimate: the ratio of memory bandwidths."""
+    for name in (new, old):
+        if name not in specs.index:
+            raise KeyError(f"{name!r} is not in the spec table")
+    return float(specs.loc[new, "memory_bandwidth_gbs"] / specs.loc[old, "memory_bandwidth_gbs"])
+
+
+BATCH_DOUBLING_GAIN = {"cnn": 0.136, "transformer": 0.135}  # post: NVIDIA's data / RTX Titan
+EIGHT_GPU_OVERHEAD_GAIN = {"cnn": 0.05, "transformer": 0.07}  # post: NVLink 3 vs NVLink 2
+
+
+def corrected_speedup(reported: float, *, batch_ratio: float = 1.0, eight_gpu: bool = False,
+                      model: str = "transformer") -> float:
+    """Turn a vendor speedup measured with a `batch_ratio`× larger batch (and, if `eight_gpu`, on
+    8-GPU systems with better networking) into a same-batch single-GPU speedup: divide by
+    (1 + gain)^log2(batch_ratio) and by (1 + 8-GPU overhead gain)."""
+    if model not in BATCH_DOUBLING_GAIN:
+        raise ValueError(f"model must be one of {tuple(BATCH_DOUBLING_GAIN)}, not {model!r}")
+    if reported <= 0 or batch_ratio <= 0:
+        raise ValueError("reported speedup and batch_ratio must be positive")
+    out = reported / (1 + BATCH_DOUBLING_GAIN[model]) ** math.log2(batch_ratio)
+    if eight_gpu:
+        out /= 1 + EIGHT_GPU_OVERHEAD_GAIN[model]
+    return out
+
+
+def eight_gpu_scaling_other(scaling: float, model: str = "cnn") -> float:
+    """If 8×A100 scales `scaling`× over one A100, 8×V100 (with `gain` more overhead) scales
+    scaling / (1 + gain): the post's 7.00× → 6.67× for CNNs."""
+    if model not in EIGHT_GPU_OVERHEAD_GAIN:
+        raise ValueError(f"model must be one of {tuple(EIGHT_GPU_OVERHEAD_GAIN)}, not {model!r}")
+    return scaling / (1 + EIGHT_GPU_OVERHEAD_GAIN[model])
+
+
+
+# ---------------------------------------------------------------------------------------------
+# gpu-8 … gpu-12: power, electricity, cloud vs desktop, perf per dollar
+# ---------------------------------------------------------------------------------------------
+# TOP500 number-one systems (Rmax, HPL in fp64, PFLOPS): list of November 2007 and November 2010.
+TOP500_NUMBER_ONE = {
+    2007: ("BlueGene/L (LLNL)", 0.4782, "TOP500 list, November 2007: Rmax 478.2 TFLOPS"),
+    2010: ("Tianhe-1A (NSC Tianjin)", 2.566, "TOP500 list, November 2010: Rmax 2,566 TFLOPS"),
+}
+
+
+def electricity_kwh_per_year(watts: float, utilization: float) -> float:
+    if watts < 0 or not 0 <= utilization <= 1:
+        raise ValueError("watts must be ≥ 0 and utilization in [0, 1]")
+    return watts * utilization * HOURS_PER_YEAR / 1000
+
+
+def electricity_cost_per_year(watts: float, utilization: float, usd_per_kwh: float) -> float:
+    if usd_per_kwh < 0:
+        raise ValueError("usd_per_kwh must be ≥ 0")
+    return electricity_kwh_per_year(watts, utilization) * usd_per_kwh
+
+
+def power_limited_speed(tdp_w: float, limit_w, exponent: float = 3.0):
+    """First-order DVFS model: dynamic power ∝ f·V² with V ∝ f, so P ∝ f³ and a compute-bound
+    kernel's speed ∝ P^(1/3). Returns the speed at `limit_w` (a number or an array) relative to `tdp_w`."""
+    limits = np.asarray(limit_w, dtype=float)
+    if not (np.all(limits > 0) and np.all(limits <= tdp_w)):
+        raise ValueError("need 0 < limit_w ≤ tdp_w")
+    out = (limits / tdp_w) ** (1 / exponent)
+    return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True)
+class CloudVsDesktop:
+    """The post's example: a $2,200 RTX 3090 desktop (350 W GPU + 100 W CPU) at $0.12/kWh against an
+    AWS V100 on-demand instance at $2.14/h, both used 15 % of the time."""
+
+    desktop_usd: float = 2200
+    gpu_w: float = 350
+    cpu_w: float = 100
+    usd_per_kwh: float = 0.12
+    cloud_usd_per_hour: float = 2.14
+    utilization: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("desktop_usd", "gpu_w", "cpu_w", "usd_per_kwh", "cloud_usd_per_hour"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0")
+        if not 0 < self.utilization <= 1:
+            raise ValueError("utilization must be in (0, 1]")
+
+    @property
+    def kwh_per_year(self) -> float:
+        return electricity_kwh_per_year(self.gpu_w + self.cpu_w, self.utilization)
+
+    @property
+    def electricity_per_year(self) -> float:
+        return self.kwh_per_year * self.usd_per_kwh
+
+    def desktop_cost(self, days) -> np.ndarray:
+        return self.desktop_usd + self.electricity_per_year * np.asarray(days, dtype=float) / 365
+
+    def cloud_cost(self, days) -> np.ndarray:
+        return self.cloud_usd_per_hour * self.utilization * 24 * np.asarray(days, dtype=float)
+
+    @property
+    def break_even_days(self) -> float:
+        """Days after which the desktop is cheaper (inf when the cloud never catches up)."""
+        per_day = self.cloud_usd_per_hour * self.utilization * 24 - self.electricity_per_year / 365
+        return math.inf if per_day <= 0 else self.desktop_usd / per_day
+
+
+def relative_performance(specs, precision: str = "16-bit", reference: str = "RTX 4090"):
+    """The post's predictor: performance ∝ memory bandwidth (gpu-2). For 8-bit, cards with fp8 move
+    half the bytes per element, so their 8-bit performance is twice their 16-bit; cards without fp8
+    stay at their 16-bit figure (the post did not model 8-bit for them either). Normalised to
+    `reference`."""
+    if precision not in ("16-bit", "8-bit"):
+        raise ValueError(f"precision must be '16-bit' or '8-bit', not {precision!r}")
+    perf = specs["memory_bandwidth_gbs"].astype(float).copy()
+    if precision == "8-bit":
+        perf = perf * np.where(specs["fp8_tensor_tflops"].notna(), 2.0, 1.0)
+    return perf / perf[reference]
+
+
+SYSTEM_USD_PER_GPU = 1000.0  # share of the desktop/server around each GPU (stated assumption)
+
+
+def perf_per_dollar(specs, precision: str = "16-bit", *, years: float = 5, usd_per_kwh: float = 0.175,
+                    utilization: float = 0.15, system_usd_per_gpu: float = SYSTEM_USD_PER_GPU):
+    """Relative performance per dollar of ownership: GPU price + its share of the computer + `years`
+    of electricity at the GPU's TDP and `utilization`. Returns a DataFrame sorted best first, with
+    perf/$ normalised so the best card is 1."""
+    import pandas as pd
+
+    if years < 0:
+        raise ValueError("years must be ≥ 0")
+    perf = relative_performance(specs, precision)
+    power = specs["tdp_w"].map(lambda w: electricity_cost_per_year(w, utilization, usd_per_kwh)) * years
+    cost = specs["price_usd"] + system_usd_per_gpu + power
+    ppd = perf / cost
+    out = pd.DataFrame({"relative_perf": perf, "price_usd": specs["price_usd"],
+                        "electricity_usd": power, "total_usd": cost, "memory_gb": specs["memory_gb"],
+                        "perf_per_dollar": ppd / ppd.max(), "price_date": specs["price_date"],
+                        "price_kind": specs["price_kind"]})
+    return out.sort_values("perf_per_dollar", ascending=False)
+
+
+def price_to_match(specs, card: str, rival: str, precision: str = "8-bit", **kw) -> float:
+    """The price of `card` at which its perf/$ equals `rival`'s (everything else as in
+    `perf_per_dollar`): below it, `card` is the more cost-effective."""
+    t = perf_per_dollar(specs, precision, **kw)
+    for name in (card, rival):
+        if name not in t.index:
+            raise KeyError(f"{name!r} is not in the spec table")
+    rival_ppd = t.loc[rival, "relative_perf"] / t.loc[rival, "total_usd"]
+    other = t.loc[card, "total_usd"] - t.loc[card, "price_usd"]
+    return float(t.loc[card, "relative_perf"] / rival_ppd - other)
+
+
+def recommend(memory_gb: float, precision: str, budget_usd: float, specs=None, *,
+              segments: Sequence[str] = ("consumer", "workstation", "datacenter")) -> list[str]:
+    """The recommendation chart as a decision function: the cards with at least `memory_gb` of memory,
+    that support the asked precision natively ('8-bit' needs fp8 Tensor Cores; '16-bit' any card
+    here), whose price fits `budget_usd`, ranked by performance per dollar for that precision.
+    An empty list means nothing fits: raise the budget or lower the memory need."""
+    if not isinstance(memory_gb, (int, float)) or memory_gb <= 0:
+        raise ValueError(f"memory_gb must be a positive number, not {memory_gb!r}")
+    if not isinstance(budget_usd, (int, float)) or budget_usd <= 0:
+        raise ValueError(f"budget_usd must be a positive number, not {budget_usd!r}")
+    if precision not in ("16-bit", "8-bit"):
+        raise ValueError(f"precision must be '16-bit' or '8-bit', not {precision!r}")
+    specs = load_specs() if specs is None else specs
+    bad = set(segments) - set(specs["segment"])
+    if bad:
+        raise ValueError(f"unknown segments: {sorted(bad)}")
+    ok = (specs["memory_gb"] >= memory_gb) & (specs["price_usd"] <= budget_usd) & specs["segment"].isin(segments)
+    if precision == "8-bit":
+        ok &= specs["fp8_tensor_tflops"].notna()
+    ranked = perf_per_dollar(specs, precision)
+    return [g for g in ranked.index if ok[g]]
+
+
+# ---------------------------------------------------------------------------------------------
+# gpu-4: the post's table of shared memory and L2 per architecture; gpu-14: the post's ratios
+# ---------------------------------------------------------------------------------------------
+# The post's table (shared memory KB per SM / L2 MB) names a series per architecture; `cards` are the
+# cards of that series in the spec table (Volta: the V100, the table's only Volta; the post's Titan V
+# is not in it). The data-centre A100/H100, L40, RTX 6000 Ada and RTX A6000 are not in the post's table.
+POST_L2_TABLE = {
+    "Volta": {"series": "Titan V", "shared_kb": 128, "l2_mb": 6.0, "cards": ("V100 SXM2",)},
+    "Turing": {"series": "RTX 20s", "shared_kb": 96, "l2_mb": 5.5, "cards": ("RTX 2080 Ti", "Titan RTX")},
+    "Ampere": {"series": "RTX 30s", "shared_kb": 128, "l2_mb": 6.0,
+               "cards": ("RTX 3090", "RTX 3080", "RTX 3070", "RTX 3060 12GB")},
+    "Ada": {"series": "RTX 40s", "shared_kb": 128, "l2_mb": 72.0, "cards": ("RTX 4090", "RTX 4080", "RTX 4070 Ti")},
+}
+
+
+def post_ratios(specs, **kw) -> dict[str, float]:
+    """The two ratios the post reads off its charts (gpu-14), computed from the spec table with the
+    chapter's model (`perf_per_dollar`, `relative_performance`; `kw` passes on to the former):
+    the RTX 4070 Ti's 8-bit performance per dollar over the RTX 3090's (post: ≈2×), and the RTX 4090's
+    8-bit performance over the H100 SXM's (post: ≈0.33×)."""
+    ppd = perf_per_dollar(specs, "8-bit", **kw)
+    perf = relative_performance(specs, "8-bit")
+    return {"ppd_4070ti_over_3090": float(ppd.loc["RTX 4070 Ti", "perf_per_dollar"] / ppd.loc["RTX 3090", "perf_per_dollar"]),
+            "perf_4090_over_h100": float(perf["RTX 4090"] / perf["H100 SXM5"])}

@@ -1,0 +1,337 @@
+"""The MNIST nets (LeNet-300-100, LeNet-5-Caffe), the paper's MNIST training setup, sweeps over
+densities and seeds, and the command line that runs the full-mode sweeps (`python -m book.chapters.sparse`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+from book.chapters.sparse.algorithm import GROWTH_MODES, REDISTRIBUTION_MODES, SparseMomentum
+
+
+# ----------------------------------------------------------------------------------------------
+# The MNIST nets and the paper's MNIST training setup
+# ----------------------------------------------------------------------------------------------
+def lenet_300_100() -> nn.Sequential:
+    """LeNet-300-100: 784-300-100-10, ReLU."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+                         nn.Linear(100, 10))
+
+
+def lenet5_caffe() -> nn.Sequential:
+    """LeNet-5-Caffe: conv 1→20 5×5, pool, conv 20→50 5×5, pool, fc 800→500, fc 500→10 (ReLU)."""
+    return nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+
+
+MODELS = {"lenet300": lenet_300_100, "lenet5": lenet5_caffe}
+MODEL_TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+PAPER_ITERATIONS = 100 * 600   # the paper's MNIST run: 100 epochs of 600 batches of 100
+PAPER_LR_DROP_EVERY = 25_000   # iterations between learning-rate drops (÷10)
+
+
+@dataclass
+class RunConfig:
+    model: str = "lenet300"
+    density: float = 0.05
+    epochs: int = 100
+    seed: int = 0
+    growth: str = "momentum"
+    redistribution: str = "momentum"
+    batch_size: int = 100
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    prune_rate: float = 0.5
+    prune_rate_floor: float = 0.005
+    train_subset: int | None = None   # first N training images (quick runs)
+    test_subset: int | None = None    # first N test images (quick runs of the conv net)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}, not {self.model!r}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive int, not {self.epochs!r}")
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    test_error: float
+    model: nn.Module
+    sparse: SparseMomentum
+    epoch_seconds: list[float] = field(default_factory=list)
+    layer_density: list[dict[str, float]] = field(default_factory=list)  # after each epoch
+
+
+@dataclass
+class MnistData:
+    """MNIST held as tensors on one device, so no epoch ever decodes a file again."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @classmethod
+    def load(cls, device: torch.device | str = "cpu") -> "MnistData":
+        from book.core.data import mnist_tensors
+
+        x, y = mnist_tensors("train", device=device)
+        xt, yt = mnist_tensors("test", device=device)
+        return cls(x, y, xt, yt)
+
+
+def lr_drop_every(epochs: int, steps_per_epoch: int) -> int:
+    """Iterations between the ÷10 learning-rate drops: the paper's 25,000, whatever the run's length.
+    A shorter run (quick mode) is the start of the paper's schedule, not a compressed copy of it
+    (compressing it would spend most of a short run at a learning rate too small to learn)."""
+    return PAPER_LR_DROP_EVERY
+
+
+@torch.no_grad()
+def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> float:
+    model.eval()
+    wrong = 0
+    for i in range(0, len(x), batch):
+        wrong += int((model(x[i:i + batch]).argmax(1) != y[i:i + batch]).sum())
+    model.train()
+    return wrong / len(x)
+
+
+def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "cpu",
+          progress: Callable[[int, float], None] | None = None) -> RunResult:
+    """Train one net from scratch with sparse momentum (density 1: the dense baseline)."""
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    model = MODELS[config.model]().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay)
+    sparse = SparseMomentum(model, optimizer, config.density, epochs=config.epochs,
+                            prune_rate=config.prune_rate, prune_rate_floor=config.prune_rate_floor,
+                            growth=config.growth, redistribution=config.redistribution, seed=config.seed)
+    x, y = data.x_train, data.y_train
+    if config.train_subset:
+        x, y = x[:config.train_subset], y[:config.train_subset]
+    steps = len(x) // config.batch_size
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_drop_every(config.epochs, steps), gamma=0.1)
+    order_gen = torch.Generator().manual_seed(config.seed)
+    result = RunResult(config, float("nan"), model, sparse)
+    for epoch in range(config.epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(x), generator=order_gen).to(x.device)
+        for s in range(steps):
+            idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            sparse.step()
+            scheduler.step()
+        sparse.end_epoch()
+        result.epoch_seconds.append(time.perf_counter() - start)
+        result.layer_density.append(sparse.layer_densities())
+        if progress is not None:
+            progress(epoch, result.epoch_seconds[-1])
+    n_test = config.test_subset or len(data.x_test)
+    result.test_error = test_error(model, data.x_test[:n_test], data.y_test[:n_test])
+    return result
+
+
+def finetune_with_masks(model: nn.Module, masks: dict[str, torch.Tensor], data: MnistData, *, epochs: int = 1,
+                        lr: float = 0.01, subset: int | None = None, seed: int = 0) -> SparseMomentum:
+    """Retrain a pruned net with its masks held fixed (no prune/regrow cycles), e.g. after 2:4."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    wrapper = SparseMomentum(model, optimizer, 0.5, masks=masks)
+    x, y = data.x_train[:subset], data.y_train[:subset]
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(100):
+            idx = idx.to(x.device)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            wrapper.step()
+    return wrapper
+
+
+def sweep(model: str, densities: Iterable[float], seeds: Iterable[int], epochs: int, data: MnistData, *,
+          device: torch.device | str = "cpu", bar=None, keep: Callable[[RunConfig], bool] | None = None,
+          **config: Any) -> tuple[list[dict[str, Any]], dict[tuple[float, int], RunResult]]:
+    """Train every (density, seed); returns one row per run and the runs `keep` asks to keep."""
+    rows, kept = [], {}
+    for density in densities:
+        for seed in seeds:
+            cfg = RunConfig(model=model, density=float(density), epochs=epochs, seed=seed, **config)
+            run = train(cfg, data, device=device)
+            rows.append({"model": model, "density": cfg.density, "seed": seed, "epochs": epochs,
+                         "growth": cfg.growth, "redistribution": cfg.redistribution,
+                         "test_error": run.test_error})
+            if keep is not None and keep(cfg):
+                kept[(cfg.density, seed)] = run
+            if bar is not None:
+                bar.update(1)
+    return rows, kept
+
+
+def summarize(rows: list[dict[str, Any]]) -> "Any":
+    """Mean test error and its standard error over seeds, per (model, density, variant)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    keys = [k for k in ("model", "growth", "redistribution", "density") if k in df]
+    g = df.groupby(keys)["test_error"]
+    out = g.agg(["mean", "count"]).rename(columns={"mean": "error", "count": "seeds"})
+    out["se"] = g.std(ddof=1) / np.sqrt(out["seeds"])
+    return out.reset_index()
+
+
+# ----------------------------------------------------------------------------------------------
+# Full-mode sweep from the command line (results go to a JSON file, one row per finished run)
+# ----------------------------------------------------------------------------------------------
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+    import platform
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m book.chapters.sparse",
+                                     description="Density sweep with the paper's MNIST setup; "
+                                                 "appends one JSON row per finished run to --out.")
+    parser.add_argument("--model", default="lenet300", choices=sorted(MODELS))
+    parser.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.2, 0.1, 0.05, 0.02, 0.01])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--growth", default="momentum", choices=GROWTH_MODES)
+    parser.add_argument("--redistribution", default="momentum", choices=REDISTRIBUTION_MODES)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small nets)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    doc = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    data = MnistData.load(args.device)
+    for seed in args.seeds:
+        for density in args.densities:
+            cfg = RunConfig(model=args.model, density=density, epochs=args.epochs, seed=seed,
+                            growth=args.growth, redistribution=args.redistribution)
+            run = train(cfg, data, device=args.device)
+            doc["runs"].append({
+                "model": cfg.model, "density": cfg.density, "seed": seed, "epochs": cfg.epochs,
+                "growth": cfg.growth, "redistribution": cfg.redistribution, "test_error": run.test_error,
+                "final_layer_density": run.sparse.layer_densities(),
+                "train_seconds": round(sum(run.epoch_seconds), 1),
+                "torch": torch.__version__, "machine": f"{platform.machine()} {args.device}, {args.threads} thread(s)"})
+            out.write_text(json.dumps(doc, indent=1) + "\n")
+            print(f"{cfg.model} density {density} seed {seed}: test error {run.test_error:.4f}", flush=True)
+
+
+def merge_full_results(parts: list[str], out: str, commands: list[str], planned: list[float], note: str = "") -> dict:
+    """Merge the per-process JSON files of `python -m book.chapters.sparse` into one committed file that
+    says what was run (epochs, seeds per density), what was planned but not finished, and how."""
+    import json
+    from pathlib import Path
+
+    runs = [r for p in parts for r in json.loads(Path(p).read_text())["runs"]]
+    runs.sort(key=lambda r: (-r["density"], r["seed"]))
+    done = sorted({r["density"] for r in runs}, reverse=True)
+    seeds = {d: sorted(r["seed"] for r in runs if r["density"] == d) for d in done}
+    epochs = sorted({r["epochs"] for r in runs})
+    missing = [d for d in planned if d not in done]
+    description = (f"LeNet-300-100, paper's MNIST setup, {'/'.join(map(str, epochs))} epochs on all 60,000 images; "
+                   + "; ".join(f"density {d:g}: seeds {seeds[d]}" for d in done)
+                   + (f"; planned but not finished: densities {missing}" if missing else "")
+                   + (f". {note}" if note else ""))
+    doc = {"description": description, "commands": commands, "runs": runs}
+    Path(out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return doc
+
+
+# ----------------------------------------------------------------------------------------------
+# Committed full-mode evidence (results/sparse/): what it holds, and how to make it again
+# ----------------------------------------------------------------------------------------------
+ALL_DENSITIES = [1.0, 0.2, 0.1, 0.08, 0.05, 0.02, 0.01]
+ABLATIONS = [("momentum", "momentum"), ("random", "momentum"), ("momentum", "none")]
+# The sweeps the evidence files stand for, as `python -m book.chapters.sparse` arguments. LeNet-300-100 and the
+# ablation are what the committed files hold; LeNet-5-Caffe's plan is the paper's sweep, of which the
+# committed file holds only the runs a CPU could finish (its description says which).
+FULL_PLAN: dict[str, list[dict[str, Any]]] = {
+    "lenet300": [dict(model="lenet300", densities=ALL_DENSITIES, seeds=[0, 1, 2], epochs=100)],
+    "lenet5": [dict(model="lenet5", densities=ALL_DENSITIES, seeds=[0, 1], epochs=100)],
+    "ablation": [dict(model="lenet300", densities=[0.02], seeds=[0, 1, 2, 3, 4], epochs=20, growth=g,
+                      redistribution=r) for g, r in ABLATIONS],
+}
+SPECIALIZATION_PLAN = dict(densities=[1.0, 0.05], seeds=[0, 1, 2], epochs=3)
+
+
+def cli_args(spec: dict[str, Any], out: str) -> list[str]:
+    """The `python -m book.chapters.sparse` arguments that run one sweep of FULL_PLAN."""
+    args = ["--model", spec["model"], "--epochs", str(spec["epochs"]),
+            "--seeds", *map(str, spec["seeds"]), "--densities", *map(str, spec["densities"])]
+    for key in ("growth", "redistribution"):
+        if key in spec:
+            args += [f"--{key}", spec[key]]
+    return args + ["--out", out]
+
+
+def rerun_evidence(name: str, device: str = "cpu", work_dir: str = "_build/sparse_full") -> "Any":
+    """Run the sweep `name` of FULL_PLAN (or the specialization study) from scratch and store it as
+    committed evidence, replacing the file in results/sparse/. Hours on a CPU for the 100-epoch sweeps."""
+    import shlex
+    from pathlib import Path
+
+    from book.core import evidence
+
+    start = time.perf_counter()
+    if name == "specialization":
+        from book.chapters.sparse.analysis import specialization_runs
+
+        data = MnistData.load(device)
+        rows = specialization_runs(data=data, **SPECIALIZATION_PLAN)
+        return evidence.save("sparse", name, {"description": specialization_description(), "rows": rows},
+                             command=f"book.chapters.sparse.training.rerun_evidence('specialization', device={device!r})",
+                             device=device, wall_s=time.perf_counter() - start)
+    if name not in FULL_PLAN:
+        raise ValueError(f"no sweep {name!r}: one of {sorted(FULL_PLAN) + ['specialization']}")
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    parts, commands = [], []
+    for i, spec in enumerate(FULL_PLAN[name]):
+        out = str(Path(work_dir) / f"{name}_{i}.json")
+        Path(out).unlink(missing_ok=True)
+        args = cli_args(spec, out) + ["--device", device]
+        _main(args)
+        parts.append(out)
+        commands.append("python -m book.chapters.sparse " + shlex.join(args))
+    import json
+
+    runs = [r for p in parts for r in json.loads(Path(p).read_text())["runs"]]
+    return evidence.save("sparse", name, {"description": f"{name}: rerun of FULL_PLAN[{name!r}]", "commands": commands,
+                                          "runs": runs},
+                         command=" && ".join(commands), device=device, wall_s=time.perf_counter() - start)
+
+
+def specialization_description() -> str:
+    p = SPECIALIZATION_PLAN
+    return (f"LeNet-5-Caffe at densities {p['densities']}, seeds {p['seeds']}, {p['epochs']} epochs on all 60,000 "
+            "MNIST training images (the paper's setup otherwise; the first learning-rate drop comes at epoch 42, "
+            "so these nets are trained at the initial rate only); class specialization measured on all 10,000 "
+            "test images")
+
+
+def save_cli_evidence(name: str, parts: list[str], *, description: str, commands: list[str], wall_s: float | None,
+                      device: str = "cpu", note: str = "", keep_runs: list[dict[str, Any]] | None = None,
+                      **extra: Any) -> "Any":
+    """Store the rows of finished `python -m book.chapters.sparse` runs (their --out files, plus `keep_runs`
+    carried over from an earlier evidence file) as results/sparse/<name>.json with its provenance."""
+    import json
+    from pathlib import Path
+
+    from book.core import evidence
+
+    runs = list(keep_runs or []) + [r for p in parts for r in json.loads(Path(p).read_text())["runs"]]
+    runs.sort(key=lambda r: (r["model"], r.get("growth", ""), r.get("redistribution", ""), -r["density"], r["seed"]))
+    data = {"description": description, "commands": commands, "runs": runs, **extra}
+    return evidence.save("sparse", name, data, command=" ; ".join(commands), device=device, wall_s=wall_s, note=note)

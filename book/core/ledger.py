@@ -1,0 +1,508 @@
+"""The ledger: every claim of a post, checked in code, with an honest verdict.
+
+A chapter makes one `Ledger`, records each of its claim ids exactly once, and ends with
+`ledger.finish()`, which refuses an incomplete ledger, writes it as JSON (with the run's provenance)
+and displays the table; the displayed output carries the same JSON in its metadata, so the rendered
+book, its scoreboard and its status page all read one truth: the notebook that is shown.
+
+Verdicts of claims (see claims.md; README and the scoreboard legend say the same):
+- ``reproduced``: measured, and within the stated criterion of the post's value;
+- ``differs``: measured, outside it (the row's `why` and the chapter say why);
+- ``undecided``: a timed (noisy) claim whose confidence interval straddles the criterion's edge:
+  this run could not tell, and says so instead of flipping a coin;
+- ``needs-gpu``: this run had no GPU; the same code checks it on one;
+- ``needs-resource``: something other than a GPU was missing (named: e.g. model weights offline);
+- ``cited``: a fact no code can re-derive, with its source.
+Verdicts of forecasts (pred-* ids): ``came-true``, ``partly``, ``not-yet-due``, ``wrong``, each
+judged on a stated date against dated evidence and a criterion fixed before looking.
+
+`check`, `check_that`, `check_interval` and `forecast` compute the verdict from the measurement; a
+chapter cannot declare a claim reproduced by hand. Each takes `fails_if`: what would have made it
+come out the other way. Values are rounded to a few significant digits so the committed table is
+stable under nbval; run-dependent numbers (``volatile``) and timed verdicts are shown between ⟨ ⟩,
+which the nbval sanitizer masks, and nothing else is.
+
+A verdict's evidence is this run, unless the check names committed full-mode evidence
+(`book.core.evidence.load`): then the row says which file, mode, device and date stand behind it.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CLAIM_VERDICTS = ("reproduced", "differs", "undecided", "needs-gpu", "needs-resource", "cited")
+FORECAST_VERDICTS = ("came-true", "partly", "not-yet-due", "wrong")
+VERDICTS = CLAIM_VERDICTS + FORECAST_VERDICTS
+VERDICT_MEANINGS = {
+    "reproduced": "measured, within the criterion stated for the post's value",
+    "differs": "measured, outside that criterion; the row and the chapter say why",
+    "undecided": "a timed claim whose confidence interval (repeated, interleaved trials) straddles the "
+                 "criterion's edge: this run could not decide",
+    "needs-gpu": "this run had no GPU; the same code measures it on one",
+    "needs-resource": "a named resource other than a GPU (e.g. model weights offline) was missing",
+    "cited": "a fact no code can re-derive, with its source",
+    "came-true": "a forecast every part of which happened by its date, by a criterion fixed before looking",
+    "partly": "a forecast some part of which happened (or happened late, within twice its horizon) and "
+              "another did not",
+    "not-yet-due": "a forecast whose date is still to come, every part already settled having come true",
+    "wrong": "a forecast whose date has passed with no part of it come true",
+}
+TIMED_LEGEND = ("⟨ ⟩ marks what depends on the run (timings on this machine, float reduction order): "
+                "those numbers, and the verdicts of timed claims, may change from run to run; everything "
+                "else is compared exactly when the chapter is re-executed.")
+VERDICT_COLOURS = {"reproduced": "#1a7f37", "differs": "#b35900", "undecided": "#6e7781",
+                   "needs-gpu": "#6639ba", "needs-resource": "#6639ba", "cited": "#0969da",
+                   "came-true": "#1a7f37", "partly": "#9a6700", "not-yet-due": "#0969da", "wrong": "#cf222e"}
+CLAIMS_FILE = Path(__file__).resolve().parent.parent / "claims.md"   # book/claims.md, the catalogue
+_CLAIM_LINE = re.compile(r"^- ([a-z0-9]+-\d+) (.*)$", re.M)
+
+
+@lru_cache(maxsize=None)
+def load_claims(path: str | None = None) -> dict[str, str]:
+    """Claim id -> claim text, from claims.md (the package's copy unless `path` is given)."""
+    text = Path(path or CLAIMS_FILE).read_text(encoding="utf-8")
+    return {cid: claim.strip() for cid, claim in _CLAIM_LINE.findall(text)}
+
+
+def claim_ids(prefix: str) -> list[str]:
+    """The ids of claims.md that belong to one prefix (e.g. 'conv'), in file order."""
+    return [cid for cid in load_claims() if cid.rsplit("-", 1)[0] == prefix]
+
+
+def round_sig(value: Any, sig: int = 4) -> Any:
+    """Round numbers (also inside lists/tuples) to `sig` significant digits; leave the rest."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [round_sig(v, sig) for v in value]
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    if isinstance(value, int) or (x.is_integer() and abs(x) < 1e15 and not isinstance(value, float)):
+        return int(x)
+    if x == 0:
+        return 0.0
+    digits = sig - int(math.floor(math.log10(abs(x)))) - 1
+    rounded = round(x, digits)
+    return float(f"{rounded:.{sig}g}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass
+class Entry:
+    id: str
+    verdict: str
+    claim: str
+    post: Any = None
+    measured: Any = None
+    tolerance: str = ""
+    note: str = ""
+    why: str = ""          # why a measured claim differs (shown when it does)
+    fails_if: str = ""     # what would have made the verdict come out the other way
+    source: str = ""
+    resource: str = ""     # needs-resource: what was missing
+    judged: str = ""       # forecasts: the date judged and the date the forecast falls due
+    due: str = ""
+    mode: str = "quick"
+    device: str = "cpu"
+    evidence: dict = field(default_factory=dict)  # empty: this run; else a committed file's label and provenance
+    volatile: bool = False  # the measured number depends on the run (masked for nbval)
+    timed: bool = False     # the verdict itself depends on the run (a timing's interval): masked too
+
+    def _mask(self, text: str, masked: bool) -> str:
+        # What depends on the run is shown between ⟨ ⟩, which the nbval sanitizer masks, so the
+        # rest of the table is still compared exactly. Never across lines.
+        return f"⟨{text}⟩" if masked and text else text
+
+    def measured_text(self) -> str:
+        if self.measured is None and not (self.volatile or self.timed):
+            return ""
+        return self._mask(_fmt(self.measured), self.volatile or self.timed)
+
+    def verdict_text(self) -> str:
+        text = self.verdict + (f": {self.resource}" if self.resource else "")
+        return self._mask(text, self.timed)
+
+    def evidence_text(self) -> str:
+        return self.evidence.get("label", "") if self.evidence else f"this run ({self.mode}, {self.device})"
+
+    def note_text(self) -> str:
+        parts = [self.note] if self.note else []
+        if self.why and (self.timed or self.verdict in ("differs", "undecided")):
+            parts.append(self._mask(self.why, self.timed))  # a timed row's reason follows its masked verdict
+        if self.source:
+            parts.append(f"source: {self.source}")
+        if self.judged:
+            parts.append(f"judged {self.judged}, due {self.due}")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        """Verdict first: what a chapter shows right where it checks a claim."""
+        parts = [f"post: {_fmt(self.post)}"]
+        if self.measured_text():
+            parts.append(f"measured: {self.measured_text()}")
+        if self.tolerance:
+            parts.append(f"criterion: {self.tolerance}")
+        lines = [f"{self.id} {self.verdict_text()} — " + " | ".join(parts)]
+        if self.note_text():
+            lines.append(f"  {self.note_text()}")
+        if self.evidence:
+            lines.append(f"  evidence: {self.evidence_text()}")
+        if self.fails_if:
+            lines.append(f"  would fail if: {self.fails_if}")
+        return "\n".join(lines)
+
+
+def _within(post: Any, measured: Any, tol: float, rel_tol: float) -> bool:
+    if isinstance(post, (list, tuple)) or isinstance(measured, (list, tuple)):
+        if not (isinstance(post, (list, tuple)) and isinstance(measured, (list, tuple))):
+            raise TypeError("post and measured must both be sequences, or both numbers")
+        if len(post) != len(measured):
+            raise ValueError(f"post has {len(post)} values, measured {len(measured)}")
+        return all(_within(p, m, tol, rel_tol) for p, m in zip(post, measured))
+    p, m = float(post), float(measured)
+    if not (math.isfinite(p) and math.isfinite(m)):
+        return False
+    return abs(m - p) <= max(tol, rel_tol * abs(p))
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
+
+
+@dataclass
+class Ledger:
+    """One chapter's ledger. `chapter` is the chapter name (see book.core.registry)."""
+
+    chapter: str
+    quick: bool = True
+    device: Any = "cpu"
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        import time
+
+        from book.core.registry import get_chapter
+
+        self._chapter = get_chapter(self.chapter)
+        self.device = str(self.device)
+        self._expected = [cid for p in self._chapter.prefixes for cid in claim_ids(p)]
+        self._started = time.perf_counter()
+        self._finished: dict[str, Any] | None = None
+        from book.core.provenance import git_commit
+
+        self._commit_at_start = git_commit().get("commit")  # the code the run started from
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    # -- recording -------------------------------------------------------------------------
+    def _add(self, cid: str, verdict: str, **kw: Any) -> Entry:
+        claims = load_claims()
+        if cid not in claims:
+            raise KeyError(f"{cid!r} is not a claim id in claims.md")
+        if cid not in self._expected:
+            raise KeyError(f"{cid!r} belongs to another chapter, not {self.chapter!r}")
+        if cid in self.entries:
+            raise ValueError(f"{cid} is already recorded in this ledger")
+        is_forecast = cid.startswith("pred-")
+        if verdict not in (FORECAST_VERDICTS if is_forecast else CLAIM_VERDICTS):
+            raise ValueError(f"{cid}: {verdict!r} is not a verdict for a {'forecast' if is_forecast else 'claim'}")
+        for key in ("post", "measured"):
+            kw[key] = round_sig(kw.get(key))
+        evidence = kw.pop("evidence", None)
+        entry = Entry(id=cid, verdict=verdict, claim=claims[cid], mode=self.mode, device=self.device,
+                      evidence=_evidence_dict(evidence), **kw)
+        self.entries[cid] = entry
+        return entry
+
+    @staticmethod
+    def _need_fails_if(cid: str, fails_if: str) -> None:
+        if not fails_if:
+            warnings.warn(f"{cid}: say what would have made this check fail (fails_if=...)", stacklevel=4)
+
+    def check(self, cid: str, *, post: Any, measured: Any, tol: float = 0.0, rel_tol: float = 0.0,
+              why: str = "", note: str = "", fails_if: str = "", evidence: Any = None,
+              volatile: bool = False) -> Entry:
+        """A numeric claim: reproduced iff every measured value is within max(tol, rel_tol·|post|)
+        of the post's. `why` explains a difference (shown only when the verdict is `differs`)."""
+        if tol < 0 or rel_tol < 0:
+            raise ValueError("tolerances must be non-negative")
+        ok = _within(post, measured, tol, rel_tol)
+        tolerance = (f"±{_fmt(round_sig(tol))}" if tol else "") + (
+            f"{' or ' if tol else ''}±{_fmt(round_sig(rel_tol * 100))}%" if rel_tol else "")
+        return self._record_outcome(cid, ok, post=post, measured=measured, tolerance=tolerance or "exact",
+                                    why=why, note=note, fails_if=fails_if, evidence=evidence, volatile=volatile)
+
+    def check_that(self, cid: str, holds: bool, *, post: Any, measured: Any, criterion: str,
+                   why: str = "", note: str = "", fails_if: str = "", evidence: Any = None,
+                   volatile: bool = False) -> Entry:
+        """A qualitative claim, decided by a criterion computed from measurements
+        (`holds` must come from the measurement, e.g. ``err < 1e-9``)."""
+        return self._record_outcome(cid, bool(holds), post=post, measured=measured, tolerance=criterion,
+                                    why=why, note=note, fails_if=fails_if, evidence=evidence,
+                                    volatile=volatile)
+
+    def check_interval(self, cid: str, *, post: Any, estimate: float, interval: tuple[float, float],
+                       accept: tuple[float, float], criterion: str, fails_if: str = "", why: str = "",
+                       note: str = "", unit: str = "", evidence: Any = None, timed: bool = True) -> Entry:
+        """A noisy claim decided by an interval: `interval` is the confidence interval of the measured
+        quantity (repeated interleaved timing trials, or seeds), `accept` the range the post's claim
+        allows (±inf for a one-sided claim). reproduced iff the interval lies inside `accept`, differs
+        iff it lies wholly outside, undecided otherwise. For a timing (`timed`, the default) the
+        numbers and the verdict are masked for nbval, the criterion and the note are not (so the note
+        must not depend on the outcome: put that in `why`). An interval over seeds or committed
+        evidence is deterministic: pass ``timed=False`` and nbval compares everything."""
+        lo, hi = (float(v) for v in interval)
+        a_lo, a_hi = (float(v) for v in accept)
+        if not (lo <= float(estimate) <= hi) or a_lo > a_hi:
+            raise ValueError(f"{cid}: need interval lo <= estimate <= hi and accept lo <= hi")
+        if a_lo <= lo and hi <= a_hi:
+            verdict = "reproduced"
+        elif hi < a_lo or lo > a_hi:
+            verdict = "differs"
+        else:
+            verdict = "undecided"
+        self._need_fails_if(cid, fails_if)
+        if verdict == "differs" and not why:
+            warnings.warn(f"{cid} differs from the post and no `why` explains it", stacklevel=2)
+            why = "unexplained: see the chapter"
+        # a timed row always shows a (masked) reason, so its shape never depends on the outcome
+        why = {"reproduced": "the whole interval lies inside the criterion",
+               "undecided": "the interval straddles the criterion's edge: this run cannot decide between reproduced and differs"}.get(verdict, why)
+        shown = f"{_fmt(round_sig(estimate, 3))}{unit} [{_fmt(round_sig(lo, 3))}, {_fmt(round_sig(hi, 3))}]"
+        return self._add(cid, verdict, post=post, measured=shown, tolerance=criterion, note=note,
+                         why=why, fails_if=fails_if, evidence=evidence, timed=bool(timed))
+
+    def _record_outcome(self, cid, ok, *, why, fails_if, **kw) -> Entry:
+        self._need_fails_if(cid, fails_if)
+        if not ok and not why:
+            warnings.warn(f"{cid} differs from the post and no `why` explains it", stacklevel=3)
+            why = "unexplained: see the chapter"
+        return self._add(cid, "reproduced" if ok else "differs", why=why, fails_if=fails_if, **kw)
+
+    def cited(self, cid: str, *, post: Any, source: str, note: str = "") -> Entry:
+        """A fact the post quotes that code cannot re-derive; `source` says where it comes from."""
+        if not source:
+            raise ValueError("a cited claim needs its source")
+        return self._add(cid, "cited", post=post, source=source, note=note)
+
+    def needs_gpu(self, cid: str, *, post: Any, reason: str, measured: Any = None) -> Entry:
+        """A claim only a GPU can check; this run had none. Call only when no GPU is present."""
+        if self.device.startswith("cuda"):
+            raise RuntimeError(f"{cid}: this run has a GPU ({self.device}); measure it instead")
+        return self._add(cid, "needs-gpu", post=post, measured=measured, note=reason)
+
+    def needs_resource(self, cid: str, *, post: Any, resource: str, reason: str, measured: Any = None) -> Entry:
+        """A claim this run could not check for want of `resource` (not a GPU: say what, e.g. weights)."""
+        if not resource or not reason:
+            raise ValueError(f"{cid}: name the missing resource and why it is missing")
+        return self._add(cid, "needs-resource", post=post, measured=measured, resource=resource, note=reason)
+
+    def forecast(self, cid: str, outcome: str, *, post: Any, judged: str, due: str, criterion: str,
+                 sources: str, fails_if: str = "", measured: Any = None, note: str = "",
+                 evidence: Any = None) -> Entry:
+        """A forecast (pred-* id), judged on `judged` against dated evidence; `outcome` is computed
+        by the chapter from that evidence and `criterion`, which was fixed before looking."""
+        if outcome not in FORECAST_VERDICTS:
+            raise ValueError(f"{cid}: forecast outcome must be one of {FORECAST_VERDICTS}, not {outcome!r}")
+        for name, date in (("judged", judged), ("due", due)):
+            if not (isinstance(date, str) and _DATE.match(date)):
+                raise ValueError(f"{cid}: {name} must be an ISO date (YYYY-MM or YYYY-MM-DD), not {date!r}")
+        if not sources:
+            raise ValueError(f"{cid}: a forecast's verdict needs its sources")
+        self._need_fails_if(cid, fails_if)
+        return self._add(cid, outcome, post=post, measured=measured, tolerance=criterion, note=note,
+                         source=sources, judged=judged, due=due, fails_if=fails_if, evidence=evidence)
+
+    # -- output ---------------------------------------------------------------------------
+    def missing(self) -> list[str]:
+        return [cid for cid in self._expected if cid not in self.entries]
+
+    def ordered(self) -> list[Entry]:
+        """The recorded entries in claims.md order, whatever order the chapter checked them in."""
+        return [self.entries[cid] for cid in self._expected if cid in self.entries]
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(e.verdict == v for e in self.entries.values()) for v in VERDICTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "chapter": self.chapter,
+            "title": self._chapter.title,
+            "post_url": self._chapter.post_url,
+            "mode": self.mode,
+            "device": self.device,
+            "counts": self.counts(),
+            "claims": [asdict(e) for e in self.ordered()],
+        }
+        if self._finished:
+            data.update(self._finished)
+        return data
+
+    def finish(self, directory: str | os.PathLike | None = None) -> "Ledger":
+        """Refuse an incomplete ledger, stamp it with the run's provenance, write `<chapter>.json`
+        and return self (displays as a table, with the JSON in the output's metadata).
+
+        The directory is `directory`, else $BOOK_LEDGER_DIR, else `_build/ledgers` of the repository
+        (or of the working directory, when the package is installed elsewhere, e.g. on Colab)."""
+        import time
+
+        from book.core.provenance import collect
+
+        missing = self.missing()
+        if missing:
+            raise RuntimeError(f"ledger {self.chapter!r} leaves claims unrecorded: {', '.join(missing)}")
+        provenance = collect(self.device)
+        if self._commit_at_start != provenance.get("commit"):
+            provenance["commit_at_start"] = self._commit_at_start  # HEAD moved while the chapter ran
+        self._finished = {"provenance": provenance,
+                          "wall_s": round(time.perf_counter() - self._started, 1),
+                          "command": os.environ.get("BOOK_RUN_COMMAND", "notebook run by hand")}
+        out = Path(directory or os.environ.get("BOOK_LEDGER_DIR") or _default_ledger_dir())
+        _write_atomic(out / f"{self.chapter}.json", json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        return self
+
+    # -- display ---------------------------------------------------------------------------
+    _COLUMNS = ("id", "verdict", "post", "measured", "criterion", "evidence", "note")
+
+    def _rows(self) -> list[list[str]]:
+        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.tolerance, e.evidence_text(),
+                 e.note_text()] for e in self.ordered()]
+
+    def _counts_text(self) -> str:
+        fixed = [e.verdict for e in self.entries.values() if not e.timed]
+        timed = [e.verdict for e in self.entries.values() if e.timed]
+        text = ", ".join(f"{fixed.count(v)} {v}" for v in VERDICTS if v in fixed) or "no fixed verdicts"
+        if timed:
+            text += f"; {len(timed)} timed: ⟨" + ", ".join(f"{timed.count(v)} {v}" for v in VERDICTS if v in timed) + "⟩"
+        return f"{len(self.entries)} claims: {text}"
+
+    def _legend(self) -> list[str]:
+        # what a timed row might show is listed whatever it shows this time: the legend never varies
+        present = {e.verdict for e in self.entries.values() if not e.timed}
+        if any(e.timed for e in self.entries.values()):
+            present |= {"reproduced", "differs", "undecided"}
+        lines = ["Verdicts: " + "; ".join(f"{v} — {VERDICT_MEANINGS[v]}" for v in VERDICTS if v in present)]
+        if any(e.timed or e.volatile for e in self.entries.values()):
+            lines.append(TIMED_LEGEND)
+        return lines
+
+    def __repr__(self) -> str:
+        head = f"Ledger of chapter {self.chapter!r} — mode {self.mode}, device {self.device}; {self._counts_text()}"
+        lines = [head]
+        for entry, r in zip(self.ordered(), self._rows()):  # id and verdict first: each row reads on its own
+            # a masked verdict carries its padding inside ⟨ ⟩, so the row's width never depends on it
+            verdict = f"⟨{entry.verdict_text()[1:-1]:<14}⟩" if entry.timed else f"{r[1]:<16}"
+            fields = [f"post: {r[2]}"] + [f"{k}: {v}" for k, v in (("measured", r[3]), ("criterion", r[4])) if v]
+            lines.append(f"{r[0]:<9} {verdict} " + "  |  ".join(fields))
+            lines.append(f"{'':<27} evidence: {r[5]}" + (f"; {r[6]}" if r[6] else ""))
+        return "\n".join(lines + self._legend())
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
+        body = []
+        for entry, r in zip(self.ordered(), self._rows()):
+            cells = [html.escape(x) for x in r]
+            colour = "#6e7781" if entry.timed else VERDICT_COLOURS[entry.verdict]  # a timed verdict may change
+            css = "verdict-timed" if entry.timed else f"verdict-{entry.verdict}"
+            cells[1] = f'<b class="{css}" style="color:{colour}">{cells[1]}</b>'
+            body.append(f'<tr id="ledger-{entry.id}">' + "".join(
+                f'<td style="text-align:left{"; white-space:nowrap" if i < 2 else ""}">{c}</td>'
+                for i, c in enumerate(cells)) + "</tr>")
+        counts = html.escape(self._counts_text())
+        total = f'<tr class="ledger-total"><td colspan="{len(self._COLUMNS)}" style="text-align:left"><b>total</b>: {counts}</td></tr>'
+        legend = "".join(f"<p><small>{html.escape(line)}</small></p>" for line in self._legend())
+        return (f'<div class="ledger"><p><b>Ledger</b> of chapter <code>{self.chapter}</code> — mode <code>{self.mode}'
+                f'</code>, device <code>{html.escape(self.device)}</code></p><div class="ledger-scroll"><table>'
+                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}{total}</tbody></table></div>{legend}</div>")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """The table as text and HTML; once finished, the ledger's JSON rides along in the output's
+        metadata (which nbval does not compare), so whatever renders this notebook reads its verdicts."""
+        data = {"text/plain": repr(self), "text/html": self._repr_html_()}
+        if self._finished:
+            return data, {LEDGER_METADATA_KEY: self.to_dict()}
+        return data
+
+
+LEDGER_METADATA_KEY = "dettmers_book_ledger"
+
+
+def _evidence_dict(evidence: Any) -> dict:
+    if evidence is None:
+        return {}
+    if isinstance(evidence, dict):
+        return dict(evidence)
+    as_dict = getattr(evidence, "as_ledger_evidence", None)
+    if as_dict is None:
+        raise TypeError(f"evidence must come from book.core.evidence.load, not {type(evidence).__name__}")
+    return as_dict()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a killed run never leaves half a file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves neither half a file nor a temp
+        raise
+
+
+def _default_ledger_dir() -> Path:
+    from book.core.registry import REPO_ROOT
+
+    root = REPO_ROOT if (REPO_ROOT / "_toc.yml").exists() else Path.cwd()
+    return root / "_build" / "ledgers"
+
+
+def ledger_from_notebook(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ledger a notebook's outputs carry (the last `finish()` it displays), or None."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    found = None
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata") or {}
+            if LEDGER_METADATA_KEY in meta:
+                found = meta[LEDGER_METADATA_KEY]
+    return found
+
+
+def read_ledgers(directory: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every `<chapter>.json` in `directory`, in book order."""
+    from book.core.registry import CHAPTERS
+
+    directory = Path(directory)
+    found = []
+    for name in CHAPTERS:
+        path = directory / f"{name}.json"
+        if path.exists():
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+    return found
+
+
+__all__ = ["Ledger", "Entry", "VERDICTS", "CLAIM_VERDICTS", "FORECAST_VERDICTS", "VERDICT_MEANINGS",
+           "ledger_from_notebook", "load_claims", "claim_ids", "round_sig", "read_ledgers"]
