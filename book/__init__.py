@@ -5,6 +5,11 @@ verdict (`book.core.ledger`), the chapter registry (`book.core.registry`) and th
 """
 import warnings
 
+# The numerics profile first: torch, MKL and oneDNN read it when they load (book.core.numerics).
+from book.core import numerics as _numerics
+
+_numerics.apply()
+
 # Without ipywidgets, tqdm.auto falls back to a text bar, which is what the book wants; its warning
 # about that would print an absolute path into every chapter that shows progress.
 warnings.filterwarnings("ignore", message="IProgress not found")
