@@ -38,29 +38,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-CLAIM_VERDICTS = ("reproduced", "differs", "undecided", "needs-gpu", "needs-resource", "cited")
-FORECAST_VERDICTS = ("came-true", "partly", "not-yet-due", "wrong")
-VERDICTS = CLAIM_VERDICTS + FORECAST_VERDICTS
-VERDICT_MEANINGS = {
-    "reproduced": "measured, within the criterion stated for the post's value",
-    "differs": "measured, outside that criterion; the row and the chapter say why",
-    "undecided": "a timed claim whose confidence interval (repeated, interleaved trials) straddles the "
-                 "criterion's edge: this run could not decide",
-    "needs-gpu": "this run had no GPU; the same code measures it on one",
-    "needs-resource": "a named resource other than a GPU (e.g. model weights offline) was missing",
-    "cited": "a fact no code can re-derive, with its source",
-    "came-true": "a forecast every part of which happened by its date, by a criterion fixed before looking",
-    "partly": "a forecast some part of which happened (or happened late, within twice its horizon) and "
-              "another did not",
-    "not-yet-due": "a forecast whose date is still to come, every part already settled having come true",
-    "wrong": "a forecast whose date has passed with no part of it come true",
-}
-TIMED_LEGEND = ("⟨ ⟩ marks what depends on the run (timings on this machine, float reduction order): "
-                "those numbers, and the verdicts of timed claims, may change from run to run; everything "
-                "else is compared exactly when the chapter is re-executed.")
-VERDICT_COLOURS = {"reproduced": "#1a7f37", "differs": "#b35900", "undecided": "#6e7781",
-                   "needs-gpu": "#6639ba", "needs-resource": "#6639ba", "cited": "#0969da",
-                   "came-true": "#1a7f37", "partly": "#9a6700", "not-yet-due": "#0969da", "wrong": "#cf222e"}
+from book.core.verdicts import CLAIM_VERDICTS, COLOURS as VERDICT_COLOURS, FORECAST_VERDICTS  # noqa: E402
+from book.core.verdicts import MEANINGS as VERDICT_MEANINGS, NAMES as VERDICTS, TIMED_COLOUR  # noqa: E402
+
+TIMED_LEGEND = ("⟨ ⟩ marks what depends on the run (timings on this machine): those numbers, and the "
+                "verdicts of timed claims, may change from run to run; ‹ › marks numbers that depend on "
+                "the machine's float kernels (compared exactly under the book's numerics profile, masked "
+                "on a GPU or another CPU architecture); everything else is compared exactly when the "
+                "chapter is re-executed.")
 CLAIMS_FILE = Path(__file__).resolve().parent.parent / "claims.md"   # book/claims.md, the catalogue
 _CLAIM_LINE = re.compile(r"^- ([a-z0-9]+-\d+) (.*)$", re.M)
 
@@ -424,7 +409,7 @@ class Ledger:
         body = []
         for entry, r in zip(self.ordered(), self._rows()):
             cells = [html.escape(x) for x in r]
-            colour = "#6e7781" if entry.timed else VERDICT_COLOURS[entry.verdict]  # a timed verdict may change
+            colour = TIMED_COLOUR if entry.timed else VERDICT_COLOURS[entry.verdict]  # a timed verdict may change
             css = "verdict-timed" if entry.timed else f"verdict-{entry.verdict}"
             cells[1] = f'<b class="{css}" style="color:{colour}">{cells[1]}</b>'
             body.append(f'<tr id="ledger-{entry.id}">' + "".join(

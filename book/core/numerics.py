@@ -131,6 +131,25 @@ def check_in_force() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# How outputs show numbers whose last bits depend on the float kernels
+# ----------------------------------------------------------------------------------------------
+DEVICE_OPEN, DEVICE_CLOSE = "‹", "›"   # masked by tests/nbval_device.cfg only
+
+
+def float_text(value: float, spec: str = ".4g") -> str:
+    """A number that depends on the machine's float kernels (a trained net's error, a float sum):
+    compared exactly under the profile, masked in the device comparison. Shown as ‹value›."""
+    return f"{DEVICE_OPEN}{format(value, spec)}{DEVICE_CLOSE}"
+
+
+def bound(value: float, floor: float = 1e-12) -> str:
+    """Rounding noise shown as the bound it stays under ("< 1e-12"), never as its digits; a value
+    above the bound is shown in full, so the output still tells when it is not noise."""
+    value = abs(float(value))
+    return f"< {floor:g}" if value < floor else f"{value:.3g} (above the {floor:g} bound)"
+
+
+# ----------------------------------------------------------------------------------------------
 # Fingerprint: one hash per kernel family the chapters use
 # ----------------------------------------------------------------------------------------------
 FAMILIES = {
