@@ -37,11 +37,14 @@ def _full_conv_ledger(**kwargs) -> Ledger:
 def test_verdicts_are_computed_from_the_measurement():
     ledger = Ledger("conv")
     assert ledger.check("conv-1", post=1.0, measured=1.04, tol=0.05).verdict == "reproduced"
-    with pytest.warns(UserWarning, match="no `why`"):
-        assert ledger.check("conv-2", post=1.0, measured=1.06, tol=0.05).verdict == "differs"
+    differs = ledger.check("conv-2", post=1.0, measured=1.06, tol=0.05)
+    assert differs.verdict == "differs"   # a numeric row says the size of the post's error by itself
+    assert differs.wrong == "says 1, measured 1.06: the post's number is 5.66 % below the measured one"
     assert ledger.check("conv-3", post=100, measured=109, rel_tol=0.1).verdict == "reproduced"
     entry = ledger.check("conv-4", post=[1, 2], measured=[1, 2.5], tol=0.1, why="second value is off")
-    assert entry.verdict == "differs" and entry.note_text() == "second value is off"
+    assert entry.verdict == "differs" and entry.note_text().startswith("second value is off; the post says [1, 2]")
+    with pytest.warns(UserWarning, match="no `wrong`"):
+        ledger.check_that("conv-8", False, post="x", measured=3, criterion="c")
     assert ledger.check_that("conv-5", 1 < 2, post="x", measured=3, criterion="c").verdict == "reproduced"
     assert ledger.check_that("conv-6", False, post="x", measured=3, criterion="c", why="w").verdict == "differs"
     assert ledger.check("conv-7", post=1.0, measured=float("nan"), tol=1.0, why="nan").verdict == "differs"
@@ -237,3 +240,47 @@ def test_an_interval_over_seeds_is_compared_in_full():
                                   fails_if="interval below 0", timed=False)
     assert entry.verdict == "undecided" and "⟨" not in repr(entry) and "⟨" not in ledger._repr_html_()
     assert "cannot decide" in entry.note_text()
+
+
+def test_the_catalogue_holds_a_claims_static_text(tmp_path):
+    from book.core.ledger import load_specs
+
+    catalogue = tmp_path / "claims.md"
+    catalogue.write_text("## ch-x\n- x-1 A claim.\n  - post: 0.75\n  - criterion: within 5 %\n"
+                         "  - fails if: the ratio leaves [0.7, 0.8]\n- x-2 Another.\n  - post: about 2x\n",
+                         encoding="utf-8")
+    specs = load_specs(str(catalogue))
+    assert specs["x-1"] == {"post": 0.75, "criterion": "within 5 %", "fails_if": "the ratio leaves [0.7, 0.8]"}
+    assert specs["x-2"] == {"post": "about 2x"}
+
+
+@pytest.mark.filterwarnings("ignore:.*no `wrong`")
+def test_a_row_that_passed_says_why_it_passed_and_never_why_it_failed():
+    ledger = Ledger("conv")
+    entry = ledger.check("conv-1", post=1.0, measured=1.0, tol=0.1, why="would explain a failure", fails_if="x")
+    assert entry.verdict == "reproduced" and entry.why.startswith("measured 1 meets the criterion")
+    assert entry.wrong == "" and "explain a failure" not in entry.note_text()
+    interval = ledger.check_interval("conv-2", post="~1", estimate=1.0, interval=(0.9, 1.1), accept=(0.5, 2),
+                                     criterion="c", fails_if="x", timed=False)
+    assert interval.why.startswith("the whole interval 1 [0.9, 1.1] lies inside")
+    wrong = ledger.check_interval("conv-3", post="~1", estimate=3.0, interval=(2.9, 3.1), accept=(0.5, 2),
+                                  criterion="c", fails_if="x", timed=False)
+    assert wrong.verdict == "differs" and "lies above the accepted 2" in wrong.wrong
+
+
+def test_float_kernel_numbers_are_marked_for_the_device_comparison():
+    ledger = Ledger("conv")
+    assert ledger.check("conv-1", post=1.0, measured=1.0, tol=0.1, fails_if="x",
+                        float_path=True).measured_text() == "‹1›"
+
+
+def test_a_run_says_whether_it_reproduced_the_committed_run(monkeypatch):
+    ledger = _full_conv_ledger()
+    committed = {"claims": [dict(id=e.id, verdict=e.verdict, measured=e.measured) for e in ledger.ordered()],
+                 "provenance": {"commit": "abcdef123", "date": "2026-12-01T00:00:00"}}
+    monkeypatch.setattr(Ledger, "committed", lambda self: committed)
+    assert ledger.compare_with_committed().startswith("identical to the committed quick run (commit abcdef1")
+    committed["claims"][0]["verdict"] = "differs"
+    assert "conv-1 (verdict differs → reproduced)" in ledger.compare_with_committed()
+    monkeypatch.setattr(Ledger, "committed", lambda self: None)
+    assert ledger.compare_with_committed() == "no committed quick run of this chapter to compare with"

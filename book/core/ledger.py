@@ -57,6 +57,52 @@ def load_claims(path: str | None = None) -> dict[str, str]:
     return {cid: claim.strip() for cid, claim in _CLAIM_LINE.findall(text)}
 
 
+_UNSET: Any = object()   # "not given here": take the claim's text from the catalogue
+_SPEC_LINE = re.compile(r"^  - (post|criterion|fails if|scale): (.*)$")
+
+
+@lru_cache(maxsize=None)
+def load_specs(path: str | None = None) -> dict[str, dict[str, Any]]:
+    """Claim id -> the static text of its check, from the sub-bullets under the claim in claims.md:
+    `post:` (the post's value; a Python literal such as 0.75 or [3, 4] is read as that value),
+    `criterion:` (the sentence turned into a test), `fails if:`, `scale:`. A chapter cell then passes
+    only what it measured."""
+    import ast
+
+    specs: dict[str, dict[str, Any]] = {}
+    current = None
+    for line in Path(path or CLAIMS_FILE).read_text(encoding="utf-8").splitlines():
+        head = _CLAIM_LINE.match(line)
+        if head:
+            current = head.group(1)
+            continue
+        sub = _SPEC_LINE.match(line)
+        if sub and current:
+            key, value = sub.group(1).replace(" ", "_"), sub.group(2).strip()
+            if key == "post":
+                try:
+                    value = ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    pass
+            specs.setdefault(current, {})[key] = value
+        elif line.strip() and not line.startswith("  "):
+            current = None
+    return specs
+
+
+def _size_of_error(post: Any, measured: Any) -> str:
+    """'says P, measured M (P is X % above)': the size of a numeric claim's error, for `wrong`."""
+    try:
+        p, m = float(post), float(measured)
+    except (TypeError, ValueError):
+        return f"says {_fmt(round_sig(post))}, measured {_fmt(round_sig(measured))}"
+    if m == 0:
+        return f"says {_fmt(round_sig(p))}, measured 0"
+    rel = (p - m) / abs(m) * 100
+    return (f"says {_fmt(round_sig(p))}, measured {_fmt(round_sig(m))}: the post's number is "
+            f"{abs(rel):.3g} % {'above' if rel > 0 else 'below'} the measured one")
+
+
 def claim_ids(prefix: str) -> list[str]:
     """The ids of claims.md that belong to one prefix (e.g. 'conv'), in file order."""
     return [cid for cid in load_claims() if cid.rsplit("-", 1)[0] == prefix]
@@ -100,9 +146,10 @@ class Entry:
     claim: str
     post: Any = None
     measured: Any = None
-    tolerance: str = ""
+    criterion: str = ""    # the post's sentence turned into a test
     note: str = ""
-    why: str = ""          # why a measured claim differs (shown when it does)
+    why: str = ""          # why the verdict came out as it did: passed, differs, or cannot decide
+    wrong: str = ""        # differs only: what the post got wrong, and by how much (one line)
     fails_if: str = ""     # what would have made the verdict come out the other way
     source: str = ""
     resource: str = ""     # needs-resource: what was missing
@@ -112,6 +159,7 @@ class Entry:
     device: str = "cpu"
     evidence: dict = field(default_factory=dict)  # empty: this run; else a committed file's label and provenance
     volatile: bool = False  # the measured number depends on the run (masked for nbval)
+    float_path: bool = False  # the measured number's last bits depend on the float kernels (‹ ›)
     timed: bool = False     # the verdict itself depends on the run (a timing's interval): masked too
 
     def _mask(self, text: str, masked: bool) -> str:
@@ -122,7 +170,8 @@ class Entry:
     def measured_text(self) -> str:
         if self.measured is None and not (self.volatile or self.timed):
             return ""
-        return self._mask(_fmt(self.measured), self.volatile or self.timed)
+        text = self._mask(_fmt(self.measured), self.volatile or self.timed)
+        return f"‹{text}›" if self.float_path and text and not (self.volatile or self.timed) else text
 
     def verdict_text(self) -> str:
         text = self.verdict + (f": {self.resource}" if self.resource else "")
@@ -133,8 +182,15 @@ class Entry:
 
     def note_text(self) -> str:
         parts = [self.note] if self.note else []
-        if self.why and (self.timed or self.verdict in ("differs", "undecided")):
-            parts.append(self._mask(self.why, self.timed))  # a timed row's reason follows its masked verdict
+        if self.timed:  # a timed row's reason follows its masked verdict, so its shape never varies
+            parts.append(self._mask(self.why + (f" — the post: {self.wrong}" if self.wrong else ""), True))
+        elif self.verdict == "differs":
+            if self.why and self.why != self.wrong:
+                parts.append(self.why)
+            if self.wrong:
+                parts.append(f"the post {self.wrong}" if self.wrong.startswith("says") else f"the post: {self.wrong}")
+        elif self.verdict == "undecided" and self.why:
+            parts.append(self.why)
         if self.source:
             parts.append(f"source: {self.source}")
         if self.judged:
@@ -146,8 +202,8 @@ class Entry:
         parts = [f"post: {_fmt(self.post)}"]
         if self.measured_text():
             parts.append(f"measured: {self.measured_text()}")
-        if self.tolerance:
-            parts.append(f"criterion: {self.tolerance}")
+        if self.criterion:
+            parts.append(f"criterion: {self.criterion}")
         lines = [f"{self.id} {self.verdict_text()} — " + " | ".join(parts)]
         if self.note_text():
             lines.append(f"  {self.note_text()}")
@@ -226,38 +282,59 @@ class Ledger:
         if not fails_if:
             warnings.warn(f"{cid}: say what would have made this check fail (fails_if=...)", stacklevel=4)
 
-    def check(self, cid: str, *, post: Any, measured: Any, tol: float = 0.0, rel_tol: float = 0.0,
-              why: str = "", note: str = "", fails_if: str = "", evidence: Any = None,
-              volatile: bool = False) -> Entry:
+    def _spec(self, cid: str, key: str, given: Any) -> Any:
+        """A claim's static text from the catalogue (book/claims.md sub-bullets) unless given here."""
+        if given is not _UNSET and given is not None and given != "":
+            return given
+        value = load_specs().get(cid, {}).get(key)
+        if value is None:
+            if given is _UNSET:
+                raise TypeError(f"{cid}: pass {key}= or give the claim a '{key.replace('_', ' ')}:' line in "
+                                "book/claims.md")
+            return given
+        return value
+
+    def check(self, cid: str, *, measured: Any, post: Any = _UNSET, tol: float = 0.0, rel_tol: float = 0.0,
+              why: str = "", wrong: str = "", note: str = "", fails_if: str = "", evidence: Any = None,
+              volatile: bool = False, float_path: bool = False) -> Entry:
         """A numeric claim: reproduced iff every measured value is within max(tol, rel_tol·|post|)
-        of the post's. `why` explains a difference (shown only when the verdict is `differs`)."""
+        of the post's. On `differs`, `wrong` says what the post got wrong (default: its number
+        against the measured one, with the relative error)."""
         if tol < 0 or rel_tol < 0:
             raise ValueError("tolerances must be non-negative")
+        post = self._spec(cid, "post", post)
         ok = _within(post, measured, tol, rel_tol)
-        tolerance = (f"±{_fmt(round_sig(tol))}" if tol else "") + (
+        criterion = (f"±{_fmt(round_sig(tol))}" if tol else "") + (
             f"{' or ' if tol else ''}±{_fmt(round_sig(rel_tol * 100))}%" if rel_tol else "")
-        return self._record_outcome(cid, ok, post=post, measured=measured, tolerance=tolerance or "exact",
-                                    why=why, note=note, fails_if=fails_if, evidence=evidence, volatile=volatile)
+        if not ok and not wrong:
+            wrong = _size_of_error(post, measured)
+        return self._record_outcome(cid, ok, post=post, measured=measured, criterion=criterion or "exact",
+                                    why=why, wrong=wrong, note=note, fails_if=fails_if, evidence=evidence,
+                                    volatile=volatile, float_path=float_path)
 
-    def check_that(self, cid: str, holds: bool, *, post: Any, measured: Any, criterion: str,
-                   why: str = "", note: str = "", fails_if: str = "", evidence: Any = None,
-                   volatile: bool = False) -> Entry:
+    def check_that(self, cid: str, holds: bool, *, measured: Any, post: Any = _UNSET, criterion: str = "",
+                   why: str = "", wrong: str = "", note: str = "", fails_if: str = "", evidence: Any = None,
+                   volatile: bool = False, float_path: bool = False) -> Entry:
         """A qualitative claim, decided by a criterion computed from measurements
         (`holds` must come from the measurement, e.g. ``err < 1e-9``)."""
-        return self._record_outcome(cid, bool(holds), post=post, measured=measured, tolerance=criterion,
-                                    why=why, note=note, fails_if=fails_if, evidence=evidence,
-                                    volatile=volatile)
+        return self._record_outcome(cid, bool(holds), post=self._spec(cid, "post", post), measured=measured,
+                                    criterion=self._spec(cid, "criterion", criterion or _UNSET), why=why,
+                                    wrong=wrong, note=note, fails_if=fails_if, evidence=evidence,
+                                    volatile=volatile, float_path=float_path)
 
-    def check_interval(self, cid: str, *, post: Any, estimate: float, interval: tuple[float, float],
-                       accept: tuple[float, float], criterion: str, fails_if: str = "", why: str = "",
-                       note: str = "", unit: str = "", evidence: Any = None, timed: bool = True) -> Entry:
+    def check_interval(self, cid: str, *, estimate: float, interval: tuple[float, float],
+                       accept: tuple[float, float], post: Any = _UNSET, criterion: str = "", fails_if: str = "",
+                       why: str = "", wrong: str = "", note: str = "", unit: str = "", evidence: Any = None,
+                       timed: bool = True) -> Entry:
         """A noisy claim decided by an interval: `interval` is the confidence interval of the measured
         quantity (repeated interleaved timing trials, or seeds), `accept` the range the post's claim
         allows (±inf for a one-sided claim). reproduced iff the interval lies inside `accept`, differs
-        iff it lies wholly outside, undecided otherwise. For a timing (`timed`, the default) the
-        numbers and the verdict are masked for nbval, the criterion and the note are not (so the note
-        must not depend on the outcome: put that in `why`). An interval over seeds or committed
-        evidence is deterministic: pass ``timed=False`` and nbval compares everything."""
+        iff it lies wholly outside, undecided otherwise (for every interval, timings and seeds alike).
+        For a timing (`timed`, the default) the numbers and the verdict are masked for nbval, the
+        criterion and the note are not (so the note must not depend on the outcome: `why`/`wrong` do).
+        An interval over seeds or committed evidence is deterministic: pass ``timed=False``."""
+        post = self._spec(cid, "post", post)
+        criterion = self._spec(cid, "criterion", criterion or _UNSET)
         lo, hi = (float(v) for v in interval)
         a_lo, a_hi = (float(v) for v in accept)
         if not (lo <= float(estimate) <= hi) or a_lo > a_hi:
@@ -268,41 +345,60 @@ class Ledger:
             verdict = "differs"
         else:
             verdict = "undecided"
+        fails_if = self._spec(cid, "fails_if", fails_if)
         self._need_fails_if(cid, fails_if)
-        if verdict == "differs" and not why:
-            warnings.warn(f"{cid} differs from the post and no `why` explains it", stacklevel=2)
-            why = "unexplained: see the chapter"
-        # a timed row always shows a (masked) reason, so its shape never depends on the outcome
-        why = {"reproduced": "the whole interval lies inside the criterion",
-               "undecided": "the interval straddles the criterion's edge: this run cannot decide between reproduced and differs"}.get(verdict, why)
         shown = f"{_fmt(round_sig(estimate, 3))}{unit} [{_fmt(round_sig(lo, 3))}, {_fmt(round_sig(hi, 3))}]"
-        return self._add(cid, verdict, post=post, measured=shown, tolerance=criterion, note=note,
-                         why=why, fails_if=fails_if, evidence=evidence, timed=bool(timed))
-
-    def _record_outcome(self, cid, ok, *, why, fails_if, **kw) -> Entry:
-        self._need_fails_if(cid, fails_if)
-        if not ok and not why:
-            warnings.warn(f"{cid} differs from the post and no `why` explains it", stacklevel=3)
+        if verdict == "differs" and not (wrong or why):
+            warnings.warn(f"{cid} differs from the post and no `wrong` says what the post got wrong", stacklevel=2)
             why = "unexplained: see the chapter"
-        return self._add(cid, "reproduced" if ok else "differs", why=why, fails_if=fails_if, **kw)
+        if verdict == "differs" and not wrong:
+            side = "above" if lo > a_hi else "below"
+            edge = a_hi if lo > a_hi else a_lo
+            wrong = f"the whole interval {shown} lies {side} the accepted {_fmt(round_sig(edge, 3))}{unit}"
+        why = {"reproduced": f"the whole interval {shown} lies inside the criterion",
+               "undecided": "the interval straddles the criterion's edge: this run cannot decide between "
+                            "reproduced and differs"}.get(verdict, why or wrong)
+        return self._add(cid, verdict, post=post, measured=shown, criterion=criterion, note=note,
+                         why=why, wrong=wrong if verdict == "differs" else "", fails_if=fails_if,
+                         evidence=evidence, timed=bool(timed))
 
-    def cited(self, cid: str, *, post: Any, source: str, note: str = "") -> Entry:
+    def _record_outcome(self, cid, ok, *, why, wrong, fails_if, **kw) -> Entry:
+        fails_if = self._spec(cid, "fails_if", fails_if)
+        self._need_fails_if(cid, fails_if)
+        if ok:
+            # the JSON says why a row passed when it passed, never a reason for failing
+            why = f"measured {_fmt(round_sig(kw.get('measured')))} meets the criterion: {kw.get('criterion')}"
+            wrong = ""
+        elif not (wrong or why):
+            warnings.warn(f"{cid} differs from the post and no `wrong` says what the post got wrong", stacklevel=3)
+            why = "unexplained: see the chapter"
+        return self._add(cid, "reproduced" if ok else "differs", why=why or wrong, wrong=wrong,
+                         fails_if=fails_if, **kw)
+
+    def cited(self, cid: str, *, source: str, post: Any = _UNSET, note: str = "") -> Entry:
         """A fact the post quotes that code cannot re-derive; `source` says where it comes from."""
         if not source:
             raise ValueError("a cited claim needs its source")
-        return self._add(cid, "cited", post=post, source=source, note=note)
+        return self._add(cid, "cited", post=self._spec(cid, "post", post), source=source, note=note)
 
-    def needs_gpu(self, cid: str, *, post: Any, reason: str, measured: Any = None) -> Entry:
-        """A claim only a GPU can check; this run had none. Call only when no GPU is present."""
+    def needs_gpu(self, cid: str, *, reason: str, post: Any = _UNSET, measured: Any = None,
+                  context: Any = None) -> Entry:
+        """A claim only a GPU can check; this run had none. Call only when no GPU is present.
+        `context` (or `measured`): a small-scale number shown beside it, never the verdict."""
         if self.device.startswith("cuda"):
             raise RuntimeError(f"{cid}: this run has a GPU ({self.device}); measure it instead")
-        return self._add(cid, "needs-gpu", post=post, measured=measured, note=reason)
+        return self._add(cid, "needs-gpu", post=self._spec(cid, "post", post),
+                         measured=context if context is not None else measured, note=reason)
 
-    def needs_resource(self, cid: str, *, post: Any, resource: str, reason: str, measured: Any = None) -> Entry:
-        """A claim this run could not check for want of `resource` (not a GPU: say what, e.g. weights)."""
+    def needs_resource(self, cid: str, *, resource: str, reason: str, post: Any = _UNSET, measured: Any = None,
+                       context: Any = None) -> Entry:
+        """A claim this run could not check for want of `resource` (say what: weights, a data set, a
+        scale such as 'a ≥ 6.7 B model'). `context` (or `measured`): the small-scale number, shown
+        beside the verdict, never as it."""
         if not resource or not reason:
             raise ValueError(f"{cid}: name the missing resource and why it is missing")
-        return self._add(cid, "needs-resource", post=post, measured=measured, resource=resource, note=reason)
+        return self._add(cid, "needs-resource", post=self._spec(cid, "post", post),
+                         measured=context if context is not None else measured, resource=resource, note=reason)
 
     def forecast(self, cid: str, outcome: str, *, post: Any, judged: str, due: str, criterion: str,
                  sources: str, fails_if: str = "", measured: Any = None, note: str = "",
@@ -317,7 +413,7 @@ class Ledger:
         if not sources:
             raise ValueError(f"{cid}: a forecast's verdict needs its sources")
         self._need_fails_if(cid, fails_if)
-        return self._add(cid, outcome, post=post, measured=measured, tolerance=criterion, note=note,
+        return self._add(cid, outcome, post=post, measured=measured, criterion=criterion, note=note,
                          source=sources, judged=judged, due=due, fails_if=fails_if, evidence=evidence)
 
     # -- output ---------------------------------------------------------------------------
@@ -364,15 +460,50 @@ class Ledger:
         self._finished = {"provenance": provenance,
                           "wall_s": round(time.perf_counter() - self._started, 1),
                           "command": os.environ.get("BOOK_RUN_COMMAND", "notebook run by hand")}
+        self._finished["against_committed"] = self.compare_with_committed()
         out = Path(directory or os.environ.get("BOOK_LEDGER_DIR") or _default_ledger_dir())
         _write_atomic(out / f"{self.chapter}.json", json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
         return self
+
+    def committed(self) -> dict[str, Any] | None:
+        """The committed run of this chapter in this run's mode: the quick notebook in notebooks/, or
+        the full-mode page in results/ (the ledgers they carry in their metadata)."""
+        from book.core.registry import REPO_ROOT
+
+        page = (self._chapter.notebook if self.quick
+                else REPO_ROOT / "results" / self.chapter / f"{self.chapter}.ipynb")
+        try:
+            return ledger_from_notebook(page) if page.exists() else None
+        except (OSError, ValueError):
+            return None
+
+    def compare_with_committed(self) -> str:
+        """Whether this run reproduced the book: every deterministic row (verdicts of untimed claims,
+        numbers not marked as depending on the run) against the committed run of the same mode."""
+        committed = self.committed()
+        if not committed:
+            return f"no committed {self.mode} run of this chapter to compare with"
+        rows = {r["id"]: r for r in committed.get("claims", [])}
+        changed = []
+        for e in self.ordered():
+            old = rows.get(e.id)
+            if old is None:
+                changed.append(f"{e.id} (not in the committed run)")
+            elif not e.timed and old.get("verdict") != e.verdict:
+                changed.append(f"{e.id} (verdict {old.get('verdict')} → {e.verdict})")
+            elif not (e.timed or e.volatile) and _fmt(old.get("measured")) != _fmt(e.measured):
+                changed.append(f"{e.id} (measured {_fmt(old.get('measured'))} → {_fmt(e.measured)})")
+        made = committed.get("provenance", {})
+        when = f"commit {str(made.get('commit', '?'))[:7]}, {str(made.get('date', '?'))[:10]}"
+        if not changed:
+            return f"identical to the committed {self.mode} run ({when}) in every deterministic row"
+        return f"differs from the committed {self.mode} run ({when}) in: " + "; ".join(changed)
 
     # -- display ---------------------------------------------------------------------------
     _COLUMNS = ("id", "verdict", "post", "measured", "criterion", "evidence", "note")
 
     def _rows(self) -> list[list[str]]:
-        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.tolerance, e.evidence_text(),
+        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.criterion, e.evidence_text(),
                  e.note_text()] for e in self.ordered()]
 
     def _counts_text(self) -> str:
@@ -382,6 +513,11 @@ class Ledger:
         if timed:
             text += f"; {len(timed)} timed: ⟨" + ", ".join(f"{timed.count(v)} {v}" for v in VERDICTS if v in timed) + "⟩"
         return f"{len(self.entries)} claims: {text}"
+
+    def _against_committed(self) -> list[str]:
+        # masked like a timing: it describes this run against whatever is committed at the time
+        text = (self._finished or {}).get("against_committed")
+        return [f"This run: ⟨{text}⟩."] if text else []
 
     def _legend(self) -> list[str]:
         # what a timed row might show is listed whatever it shows this time: the legend never varies
@@ -402,7 +538,7 @@ class Ledger:
             fields = [f"post: {r[2]}"] + [f"{k}: {v}" for k, v in (("measured", r[3]), ("criterion", r[4])) if v]
             lines.append(f"{r[0]:<9} {verdict} " + "  |  ".join(fields))
             lines.append(f"{'':<27} evidence: {r[5]}" + (f"; {r[6]}" if r[6] else ""))
-        return "\n".join(lines + self._legend())
+        return "\n".join(lines + self._against_committed() + self._legend())
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
@@ -417,7 +553,8 @@ class Ledger:
                 for i, c in enumerate(cells)) + "</tr>")
         counts = html.escape(self._counts_text())
         total = f'<tr class="ledger-total"><td colspan="{len(self._COLUMNS)}" style="text-align:left"><b>total</b>: {counts}</td></tr>'
-        legend = "".join(f"<p><small>{html.escape(line)}</small></p>" for line in self._legend())
+        legend = "".join(f"<p><small>{html.escape(line)}</small></p>"
+                         for line in self._against_committed() + self._legend())
         return (f'<div class="ledger"><p><b>Ledger</b> of chapter <code>{self.chapter}</code> — mode <code>{self.mode}'
                 f'</code>, device <code>{html.escape(self.device)}</code></p><div class="ledger-scroll"><table>'
                 f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}{total}</tbody></table></div>{legend}</div>")

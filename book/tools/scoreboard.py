@@ -102,7 +102,7 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
                 if (row.get("volatile") or row.get("timed")) and measured:
                     measured = f"⟨{measured}⟩"
                 verdict = _badge(row["verdict"]) + (f": {_cell(row['resource'])}" if row.get("resource") else "")
-                criterion = row["tolerance"] or (f"source: {row['source']}" if row.get("source") else "")
+                criterion = row.get("criterion", row.get("tolerance", "")) or (f"source: {row['source']}" if row.get("source") else "")
                 note = row.get("why") if row["verdict"] in ("differs", "undecided") and row.get("why") else ""
                 if row.get("judged"):
                     note = f"judged {row['judged']}, due {row['due']}" + (f"; {note}" if note else "")
