@@ -197,8 +197,12 @@ class Entry:
             parts.append(f"judged {self.judged}, due {self.due}")
         return "; ".join(parts)
 
+    def _ipython_display_(self) -> None:
+        """A recorded row shows nothing by itself: a cell that ends with a ledger call prints no
+        return value (the ledger table at the chapter's end shows every row; `print(entry)` shows one)."""
+
     def __repr__(self) -> str:
-        """Verdict first: what a chapter shows right where it checks a claim."""
+        """Verdict first: what `print(entry)` shows right where a chapter checks a claim."""
         parts = [f"post: {_fmt(self.post)}"]
         if self.measured_text():
             parts.append(f"measured: {self.measured_text()}")
