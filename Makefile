@@ -35,10 +35,16 @@ book: setup data
 # and compared with its committed outputs. Then the book is rendered from the committed pages
 # (full-mode runs in results/ where there are, else the notebooks just verified) without executing
 # anything a second time, and the rendered pages are checked as a reader would.
+# The nbval comparison is chosen by the machine (book.core.numerics.comparison): `exact` on x86-64
+# under the numerics profile, `device` elsewhere (masks the ‹ › numbers too); BOOK_COMPARISON forces one.
+COMPARISON = $(shell $(PY) -c "import book.core.numerics as n; print(n.comparison())" 2>/dev/null || echo exact)
+SANITIZE = $(if $(filter device,$(COMPARISON)),tests/nbval_device.cfg,tests/nbval_sanitize.cfg)
+
 test: setup data
+	@echo "make test: nbval comparison '$(COMPARISON)' ($(SANITIZE)); numerics: $$($(PY) -c 'import book.core.numerics as n; s = n.status(); print(s["profile"], "in force" if s["in_force"] else "NOT in force")')"
 	rm -rf "$(BOOK_LEDGER_DIR)"
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-cell-timeout=1200 \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+		--nbval-sanitize-with $(SANITIZE) -p no:cacheprovider
 	$(PY) -m book build --no-execute
 	$(MAKE) check-html
 

@@ -205,7 +205,7 @@ def test_evidence_names_the_committed_file(tmp_path, monkeypatch):
     assert ev.data == {"error": 0.0139} and ev.provenance["mode"] == "full" and ev.provenance["wall_s"] == 12.3
     entry = Ledger("sparse").check("sparse-2", post=1.39, measured=1.39, tol=0.1, evidence=ev, fails_if="x")
     assert entry.evidence["path"].endswith("sparse/lenet300.json") and "full, cpu" in entry.evidence_text()
-    assert "this run (quick, cpu)" == Ledger("sparse").check("sparse-3", post=1, measured=1, fails_if="x").evidence_text()
+    assert "this run (quick, ‹cpu›)" == Ledger("sparse").check("sparse-3", post=1, measured=1, fails_if="x").evidence_text()
     with pytest.raises(FileNotFoundError, match="python -m book evidence sparse"):
         evidence.load("sparse", "lenet5")
     with pytest.raises(TypeError):

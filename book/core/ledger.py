@@ -175,10 +175,12 @@ class Entry:
 
     def verdict_text(self) -> str:
         text = self.verdict + (f": {self.resource}" if self.resource else "")
+        if self.verdict == "needs-gpu":   # a GPU run measures this claim instead: the device comparison masks it
+            return f"‹{text}›"
         return self._mask(text, self.timed)
 
     def evidence_text(self) -> str:
-        return self.evidence.get("label", "") if self.evidence else f"this run ({self.mode}, {self.device})"
+        return self.evidence.get("label", "") if self.evidence else f"this run ({self.mode}, ‹{self.device}›)"
 
     def note_text(self) -> str:
         parts = [self.note] if self.note else []
@@ -534,7 +536,7 @@ class Ledger:
         return lines
 
     def __repr__(self) -> str:
-        head = f"Ledger of chapter {self.chapter!r} — mode {self.mode}, device {self.device}; {self._counts_text()}"
+        head = f"Ledger of chapter {self.chapter!r} — mode {self.mode}, device ‹{self.device}›; {self._counts_text()}"
         lines = [head]
         for entry, r in zip(self.ordered(), self._rows()):  # id and verdict first: each row reads on its own
             # a masked verdict carries its padding inside ⟨ ⟩, so the row's width never depends on it
@@ -560,7 +562,7 @@ class Ledger:
         legend = "".join(f"<p><small>{html.escape(line)}</small></p>"
                          for line in self._against_committed() + self._legend())
         return (f'<div class="ledger"><p><b>Ledger</b> of chapter <code>{self.chapter}</code> — mode <code>{self.mode}'
-                f'</code>, device <code>{html.escape(self.device)}</code></p><div class="ledger-scroll"><table>'
+                f'</code>, device <code>‹{html.escape(self.device)}›</code></p><div class="ledger-scroll"><table>'
                 f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}{total}</tbody></table></div>{legend}</div>")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
