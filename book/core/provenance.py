@@ -77,6 +77,9 @@ def collect(device: Any = None) -> dict[str, Any]:
             info["cuda"] = torch.version.cuda
     except ImportError:
         pass
+    from book.core import numerics
+
+    info["numerics"] = numerics.status()   # the profile the run's float kernels ran under
     info["executable"] = sys.executable
     return info
 
