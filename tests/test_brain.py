@@ -242,3 +242,9 @@ def test_figures_draw():
     fig = b.plot_extrapolation(2015, 0.58e15, {"a": 1.0, "b": 1.8, "c": 3.0}, target, hpcg, hpl, fit)
     assert len(fig.axes[0].lines) >= 6
     plt.close("all")
+
+
+def test_the_post_total_is_an_exact_product_of_its_numbers():
+    target = b.POST["estimate"].value
+    (combo,) = b.exact_products(target, b.post_sizes(), max_factors=5)
+    assert abs(b.product_of(combo) / target - 1) < 1e-3 and "86e9 neurons" in combo

@@ -269,6 +269,12 @@ def exact_products(target: float, numbers: dict[str, float], max_factors: int = 
     return hits
 
 
+def product_of(combo: tuple[str, ...], numbers: dict[str, float] | None = None) -> float:
+    """The value of one product found by `exact_products` (brain-4: the reading the post's total supports)."""
+    numbers = post_sizes() if numbers is None else numbers
+    return math.prod(numbers[k] for k in combo)
+
+
 @dataclass(frozen=True)
 class Swing:
     name: str
@@ -684,7 +690,7 @@ __all__ = [
     "lnp_flops", "all_readings", "closest_reading", "post_sizes", "exact_products", "Swing", "sensitivity",
     "doublings_needed", "year_reached", "edition_year", "ListEntry", "load_top1", "DoublingFit",
     "fit_doubling_time", "electricity_cost", "implied_price_per_kwh", "homes_powered", "HOURS_PER_YEAR",
-    "HOME_CONSUMPTION", "KURZWEIL", "SOURCINGS", "LNPNeuron", "poisson_waiting_times",
+    "HOME_CONSUMPTION", "KURZWEIL", "product_of", "SOURCINGS", "LNPNeuron", "poisson_waiting_times",
     "poisson_pmf", "lnp_reference", "DATA_FILE", "plot_readings", "plot_tornado", "plot_lnp",
     "plot_extrapolation",
 ]
