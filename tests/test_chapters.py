@@ -7,7 +7,7 @@ import pytest
 from book.core.registry import CHAPTERS, REPO_ROOT, available_chapters
 from book.tools.colab import install_cell_source, repository_url
 from book.core.ledger import VERDICTS, claim_ids
-from book.tools.runner import notebook_parameters
+from book.tools.params import notebook_parameters
 
 NOTEBOOKS = available_chapters()
 

@@ -16,10 +16,12 @@ import nbformat
 import pytest
 
 import book
+import book.tools.paths
 from book.core import registry as chapters
 from book.core import data
 from book.core import evidence
-from book.tools import runner
+from book.tools import execute, paths, runner, signals, site
+from book.tools.locks import build_lock
 from book.core import session
 from book.tools.cli import main
 from book.core.registry import REPO_ROOT
@@ -56,7 +58,7 @@ def sandbox(tmp_path, monkeypatch):
     paths["NOTEBOOK_DIR"].mkdir()
     monkeypatch.setattr(chapters, "NOTEBOOK_DIR", paths["NOTEBOOK_DIR"])
     for name in ("BUILD_DIR", "EXECUTED_DIR", "LEDGER_DIR", "FAILED_DIR", "LOCK_DIR", "SITE_DIR"):
-        monkeypatch.setattr(runner, name, paths[name])
+        monkeypatch.setattr(book.tools.paths, name, paths[name])
     monkeypatch.setattr(evidence, "RESULTS_DIR", paths["RESULTS_DIR"])
     monkeypatch.setenv("BOOK_LEDGER_DIR", str(paths["LEDGER_DIR"]))
     monkeypatch.setenv("BOOK_RUN_COMMAND", "test")
@@ -77,18 +79,18 @@ def _no_partial_files(sandbox: Path) -> bool:
 # -- 1. stale or partial executed copies ---------------------------------------------------------
 def test_a_failed_run_removes_the_last_good_copy_and_keeps_its_own_in_failed(sandbox, capsys):
     assert main(["run", "conv", "--no-progress"]) == 0
-    executed, ledger = runner.EXECUTED_DIR / "conv.ipynb", runner.LEDGER_DIR / "conv.json"
+    executed, ledger = paths.EXECUTED_DIR / "conv.ipynb", paths.LEDGER_DIR / "conv.json"
     assert executed.exists() and ledger.exists()
     _write(sandbox, "conv", OK_BODY, "raise RuntimeError('broke after the ledger')")
     assert main(["run", "conv", "--no-progress"]) == 1
     assert "broke after the ledger" in capsys.readouterr().out
     assert not executed.exists() and not ledger.exists(), "nothing of a failed run looks current"
-    failed = nbformat.read(runner.FAILED_DIR / "conv.ipynb", as_version=4)
+    failed = nbformat.read(paths.FAILED_DIR / "conv.ipynb", as_version=4)
     assert any(o.get("ename") == "RuntimeError" for c in failed.cells for o in c.get("outputs", []))
-    assert (runner.FAILED_DIR / "conv.json").exists()
+    assert (paths.FAILED_DIR / "conv.json").exists()
     assert _no_partial_files(sandbox)
     # a build never shows what did not succeed in it: the committed notebook is the page
-    assert runner.page_source(chapters.CHAPTERS["conv"], executed=["conv"]) == sandbox / "notebooks" / "conv.ipynb"
+    assert site.page_source(chapters.CHAPTERS["conv"], executed=["conv"]) == sandbox / "notebooks" / "conv.ipynb"
 
 
 def test_a_build_stages_fresh_copies_only(sandbox, monkeypatch):
@@ -96,12 +98,12 @@ def test_a_build_stages_fresh_copies_only(sandbox, monkeypatch):
     Sphinx keeps a page whose source looks older than its last read (which once showed the last
     build's run in a later --no-execute build)."""
     conv = chapters.CHAPTERS["conv"]
-    runner.EXECUTED_DIR.mkdir(parents=True)
-    nbformat.write(_notebook("print('an earlier build')"), runner.EXECUTED_DIR / "conv.ipynb")
+    paths.EXECUTED_DIR.mkdir(parents=True)
+    nbformat.write(_notebook("print('an earlier build')"), paths.EXECUTED_DIR / "conv.ipynb")
     os.utime(sandbox / "notebooks" / "conv.ipynb", (1_000_000, 1_000_000))
     before = time.time() - 1
-    site, sources = runner.stage_site(executed=[])
-    staged = site / "notebooks" / "conv.ipynb"
+    staged_site, sources = site.stage_site(executed=[])
+    staged = staged_site / "notebooks" / "conv.ipynb"
     assert sources["conv"] == conv.notebook and staged.read_bytes() == conv.notebook.read_bytes()
     assert staged.stat().st_mtime >= before
 
@@ -112,13 +114,13 @@ import sys
 from pathlib import Path
 from book.core import registry as chapters
 from book.core import evidence
-from book.tools import runner
+from book.tools import paths
 from book.tools.cli import main
 root = Path(sys.argv[1])
 build = root / "_build"
 chapters.NOTEBOOK_DIR = root / "notebooks"
-runner.BUILD_DIR, runner.EXECUTED_DIR, runner.LEDGER_DIR = build, build / "executed", build / "ledgers"
-runner.FAILED_DIR, runner.LOCK_DIR, runner.SITE_DIR = build / "failed", build / ".locks", build / "site"
+paths.BUILD_DIR, paths.EXECUTED_DIR, paths.LEDGER_DIR = build, build / "executed", build / "ledgers"
+paths.FAILED_DIR, paths.LOCK_DIR, paths.SITE_DIR = build / "failed", build / ".locks", build / "site"
 evidence.RESULTS_DIR = root / "results"
 sys.exit(main(sys.argv[2:]))
 """
@@ -162,8 +164,8 @@ def _gone(pid: int, within: float = 15) -> bool:
 
 def test_ctrl_c_prints_a_summary_exits_130_and_publishes_nothing(sandbox):
     _write(sandbox, "brain", SLOW_BODY)
-    runner.EXECUTED_DIR.mkdir(parents=True)
-    stale = runner.EXECUTED_DIR / "brain.ipynb"
+    paths.EXECUTED_DIR.mkdir(parents=True)
+    stale = paths.EXECUTED_DIR / "brain.ipynb"
     nbformat.write(_notebook("print('last week')"), stale)   # an earlier run's copy
     done, kernel = _interrupt_a_run(sandbox, ["run", "conv", "brain"])
     assert done.returncode == 130, done
@@ -171,8 +173,8 @@ def test_ctrl_c_prints_a_summary_exits_130_and_publishes_nothing(sandbox):
     assert "interrupted" in done.stdout and re.search(r"conv\s+ok", done.stdout)
     assert re.search(r"brain\s+STOPPED", done.stdout)
     assert not stale.exists(), "an interrupted chapter leaves no executed copy, not even an old one"
-    assert (runner.EXECUTED_DIR / "conv.ipynb").exists()
-    assert (runner.FAILED_DIR / "brain.ipynb").exists()
+    assert (paths.EXECUTED_DIR / "conv.ipynb").exists()
+    assert (paths.FAILED_DIR / "brain.ipynb").exists()
     assert _no_partial_files(sandbox)
     assert _gone(kernel), "the kernel outlived the interrupted run"
 
@@ -190,7 +192,7 @@ def test_sigterm_cleans_up_like_ctrl_c(sandbox):
     _write(sandbox, "brain", SLOW_BODY)
     done, kernel = _interrupt_a_run(sandbox, ["run", "brain"], sig=signal.SIGTERM)
     assert done.returncode == 143 and "terminated" in done.stdout
-    assert not (runner.EXECUTED_DIR / "brain.ipynb").exists() and (runner.FAILED_DIR / "brain.ipynb").exists()
+    assert not (paths.EXECUTED_DIR / "brain.ipynb").exists() and (paths.FAILED_DIR / "brain.ipynb").exists()
     assert _gone(kernel)
 
 
@@ -200,7 +202,7 @@ def test_inplace_never_writes_a_failed_run_back(sandbox, capsys):
     committed = source.read_bytes()
     assert main(["run", "brain", "--inplace", "--no-progress"]) == 1
     assert source.read_bytes() == committed
-    assert "half way" in nbformat.read(runner.FAILED_DIR / "brain.ipynb", as_version=4).cells[-1].outputs[0]["evalue"]
+    assert "half way" in nbformat.read(paths.FAILED_DIR / "brain.ipynb", as_version=4).cells[-1].outputs[0]["evalue"]
 
 
 def test_inplace_on_a_full_disk_leaves_the_notebook_whole(sandbox, monkeypatch, capsys):
@@ -231,17 +233,17 @@ def test_inplace_keeps_an_edit_made_while_it_ran(sandbox, capsys):
 
 # -- 4. sentences, not tracebacks ------------------------------------------------------------------
 def _fake_outcome(chapter, parameters, **kwargs):
-    runner.EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
-    (runner.EXECUTED_DIR / f"{chapter.name}.ipynb").write_text("{}")
+    paths.EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
+    (paths.EXECUTED_DIR / f"{chapter.name}.ipynb").write_text("{}")
     if chapter.name != "conv":
         raise KeyboardInterrupt
-    return runner.Outcome(chapter.name, True, 1.0, {"reproduced": 12})
+    return execute.Outcome(chapter.name, True, 1.0, {"reproduced": 12})
 
 
 def test_interrupted_summary_says_what_ran_and_what_did_not(sandbox, monkeypatch, capsys):
     for name in ("brain", "sparse"):
         _write(sandbox, name, "pass")
-    monkeypatch.setattr(runner, "execute_chapter", _fake_outcome)
+    monkeypatch.setattr(execute, "execute_chapter", _fake_outcome)
     assert main(["run", "--no-progress"]) == 130
     out = capsys.readouterr().out
     assert out.startswith("interrupted") and "12 reproduced" in out
@@ -253,7 +255,7 @@ def test_interrupted_evidence_run_leaves_results_untouched(sandbox, monkeypatch,
     results = sandbox / "results" / "conv"
     results.mkdir(parents=True)
     (results / "ledger.json").write_text('{"old": true}')
-    monkeypatch.setattr(runner, "execute_chapter", _fake_outcome)
+    monkeypatch.setattr(execute, "execute_chapter", _fake_outcome)
     assert main(["evidence", "conv", "brain", "--no-progress"]) == 130
     assert [p.name for p in results.iterdir()] == ["ledger.json"]
     assert (results / "ledger.json").read_text() == '{"old": true}'
@@ -262,7 +264,7 @@ def test_interrupted_evidence_run_leaves_results_untouched(sandbox, monkeypatch,
 def test_an_interrupt_is_held_until_a_rename_pair_is_done():
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with runner._interrupts_deferred():
+        with signals.interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             done.append("both renames")
@@ -293,10 +295,10 @@ def test_a_read_only_build_is_one_line_naming_the_path(sandbox, capsys):
 def test_a_second_run_of_the_same_chapter_is_refused(sandbox, capsys):
     """Two commands running one chapter would clobber each other's executed copy and ledger; the
     second is refused at once. Other chapters (and a killed holder's lock) are not blocked."""
-    runner.LOCK_DIR.mkdir(parents=True)
+    paths.LOCK_DIR.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import fcntl, os, sys, time
-        fd = os.open({str(runner.LOCK_DIR / "conv.lock")!r}, os.O_RDWR | os.O_CREAT)
+        fd = os.open({str(paths.LOCK_DIR / "conv.lock")!r}, os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"pid 4242: python -m book run conv --full")
         print("locked", flush=True)
@@ -307,14 +309,14 @@ def test_a_second_run_of_the_same_chapter_is_refused(sandbox, capsys):
         assert main(["run", "conv", "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert "chapter 'conv' is in use by another" in err and "python -m book run conv --full" in err
-        assert not runner.EXECUTED_DIR.exists()
-        with runner.build_lock(["brain", "book"]):   # other chapters, and the book, are free
+        assert not paths.EXECUTED_DIR.exists()
+        with build_lock(["brain", "book"]):   # other chapters, and the book, are free
             pass
     finally:
         holder.kill()
         holder.wait()
-    with runner.build_lock(["conv"]):   # released with its holder: no stale lock
-        with runner.build_lock(["conv", "book"]):   # and reentrant in one process (build = run + render)
+    with build_lock(["conv"]):   # released with its holder: no stale lock
+        with build_lock(["conv", "book"]):   # and reentrant in one process (build = run + render)
             pass
 
 
@@ -324,7 +326,7 @@ def test_missing_extras_are_refused_before_the_run_and_in_the_notebook(sandbox, 
     assert main(["run", "int8", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert 'pip install "dettmers-book[int8]"' in err and "no_such_module_for_the_test" in err
-    assert not runner.EXECUTED_DIR.exists(), "refused before any kernel started"
+    assert not paths.EXECUTED_DIR.exists(), "refused before any kernel started"
     assert main(["run", "--no-progress"]) == 2      # all chapters: says how to run the others
     assert "python -m book run conv" in capsys.readouterr().err
     with pytest.raises(ImportError, match=r'dettmers-book\[int8\]'):
@@ -404,7 +406,7 @@ def test_impossible_parameters_are_refused_before_a_kernel_starts(sandbox, capsy
         pytest.skip("this machine has 8 GPUs")
     assert main(["run", "conv", "-p", name, value, "--no-progress"]) == 2
     assert says in capsys.readouterr().err
-    assert not runner.EXECUTED_DIR.exists()
+    assert not paths.EXECUTED_DIR.exists()
 
 
 def test_session_refuses_them_too():
@@ -450,18 +452,18 @@ def test_a_kernel_that_dies_fails_its_chapter_and_the_next_still_runs(sandbox, c
     assert main(["run", "brain", "conv", "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "kernel died" in out and re.search(r"conv\s+ok", out)
-    assert not (runner.EXECUTED_DIR / "brain.ipynb").exists() and (runner.FAILED_DIR / "brain.ipynb").exists()
+    assert not (paths.EXECUTED_DIR / "brain.ipynb").exists() and (paths.FAILED_DIR / "brain.ipynb").exists()
 
 
 def test_a_notebook_deleted_before_its_turn_fails_that_chapter_only(sandbox, monkeypatch, capsys):
     _write(sandbox, "brain", "pass")
-    real = runner.execute_chapter
+    real = execute.execute_chapter
 
     def delete_then_run(chapter, parameters, **kwargs):
         (sandbox / "notebooks" / "conv.ipynb").unlink(missing_ok=True)   # deleted while brain... ran first
         return real(chapter, parameters, **kwargs)
 
-    monkeypatch.setattr(runner, "execute_chapter", delete_then_run)
+    monkeypatch.setattr(execute, "execute_chapter", delete_then_run)
     assert main(["run", "conv", "--no-progress"]) == 1
     assert "was removed before it could run" in capsys.readouterr().out
 
@@ -473,5 +475,5 @@ def test_a_relative_data_cache_means_the_same_folder_inside_the_kernel(sandbox, 
     monkeypatch.setenv("DETTMERS_BOOK_DATA", "my-cache")
     _write(sandbox, "brain", "import book.core.data\nprint('CACHE=' + str(book.core.data.data_dir().resolve()))")
     assert main(["run", "brain", "--no-progress"]) == 0
-    nb = nbformat.read(runner.EXECUTED_DIR / "brain.ipynb", as_version=4)
+    nb = nbformat.read(paths.EXECUTED_DIR / "brain.ipynb", as_version=4)
     assert f"CACHE={elsewhere / 'my-cache'}" in nb.cells[-1].outputs[0]["text"]

@@ -6,7 +6,8 @@ import nbformat
 import pytest
 
 from book.core import registry as chapters
-from book.tools import runner
+from book.tools import paths, runner
+from book.tools.params import parse_value, resolve
 from book.core.registry import REPO_ROOT
 from book.tools.cli import main
 from book.tools.scoreboard import render_scoreboard
@@ -36,11 +37,11 @@ def sandbox(tmp_path, monkeypatch):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     monkeypatch.setattr(chapters, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(runner, "BUILD_DIR", tmp_path / "_build")
-    monkeypatch.setattr(runner, "EXECUTED_DIR", tmp_path / "_build" / "executed")
-    monkeypatch.setattr(runner, "LEDGER_DIR", tmp_path / "_build" / "ledgers")
-    monkeypatch.setattr(runner, "FAILED_DIR", tmp_path / "_build" / "failed")
-    monkeypatch.setattr(runner, "LOCK_DIR", tmp_path / "_build" / ".locks")
+    monkeypatch.setattr(paths, "BUILD_DIR", tmp_path / "_build")
+    monkeypatch.setattr(paths, "EXECUTED_DIR", tmp_path / "_build" / "executed")
+    monkeypatch.setattr(paths, "LEDGER_DIR", tmp_path / "_build" / "ledgers")
+    monkeypatch.setattr(paths, "FAILED_DIR", tmp_path / "_build" / "failed")
+    monkeypatch.setattr(paths, "LOCK_DIR", tmp_path / "_build" / ".locks")
     monkeypatch.setenv("BOOK_LEDGER_DIR", str(tmp_path / "_build" / "ledgers"))
     nbformat.write(_notebook(LEDGER_BODY), nbdir / "conv.ipynb")
     nbformat.write(_notebook("raise RuntimeError('chapter broke')"), nbdir / "brain.ipynb")
@@ -57,16 +58,16 @@ def test_unknown_chapter_and_parameters_are_rejected_before_running(sandbox, cap
     assert main(["run", "conv", "-p", "QUICK", "False"]) == 2
     assert main(["run", "conv", "--inplace", "-p", "STEPS", "4"]) == 2
     assert main(["run", "mp"]) == 2  # registered, but no notebook here
-    assert not runner.EXECUTED_DIR.exists()
+    assert not paths.EXECUTED_DIR.exists()
 
 
 def test_parameter_values_are_typed():
-    assert runner.parse_value("5") == 5 and runner.parse_value("0.1") == 0.1
-    assert runner.parse_value("True") is True and runner.parse_value("cpu") == "cpu"
+    assert parse_value("5") == 5 and parse_value("0.1") == 0.1
+    assert parse_value("True") is True and parse_value("cpu") == "cpu"
 
 
 def test_int_is_accepted_for_a_float_parameter(sandbox):
-    _, per_chapter = runner.resolve(["conv"], [("RATE", "1")], quick=False)
+    _, per_chapter = resolve(["conv"], [("RATE", "1")], quick=False)
     assert per_chapter["conv"] == {"RATE": 1, "QUICK": False}
 
 
@@ -74,9 +75,9 @@ def test_run_writes_into_build_never_over_the_source(sandbox, capsys):
     source = (sandbox / "notebooks" / "conv.ipynb").read_bytes()
     assert main(["run", "conv", "-p", "STEPS", "4", "--no-progress"]) == 0
     assert (sandbox / "notebooks" / "conv.ipynb").read_bytes() == source
-    executed = nbformat.read(runner.EXECUTED_DIR / "conv.ipynb", as_version=4)
+    executed = nbformat.read(paths.EXECUTED_DIR / "conv.ipynb", as_version=4)
     assert any("STEPS = 4" in c.source for c in executed.cells)
-    ledger = json.loads((runner.LEDGER_DIR / "conv.json").read_text())
+    ledger = json.loads((paths.LEDGER_DIR / "conv.json").read_text())
     assert ledger["counts"]["differs"] == 12  # post=STEPS=4 against measured 3
     assert "conv" in capsys.readouterr().out
 
@@ -85,7 +86,7 @@ def test_a_failing_chapter_fails_the_run_but_the_others_still_run(sandbox, capsy
     assert main(["run", "conv", "brain", "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "chapter broke" in out and "1 chapter(s) failed: brain" in out
-    assert (runner.LEDGER_DIR / "conv.json").exists()
+    assert (paths.LEDGER_DIR / "conv.json").exists()
 
 
 def test_inplace_refreshes_the_committed_outputs(sandbox):

@@ -7,6 +7,7 @@ as it is. Machines without internet seed the cache from a local copy (`seed_cach
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -47,7 +48,14 @@ def _cache_help(folder: Path) -> str:
 
 
 def _unwritable(folder: Path, err: OSError) -> DataError:
-    where = err.filename or folder
+    """The cache could not be written. The file named is the target: a copy's OSError names its
+    source first (`filename`) and the target second (`filename2`), and it is the target's disk that
+    is full or read-only, never the source's."""
+    where = getattr(err, "filename2", None) or err.filename or folder
+    if err.errno == errno.ENOSPC:
+        return DataError(f"cannot write the data cache: {where}: no space left on the disk holding it "
+                         f"({folder}). Free space there, or point DETTMERS_BOOK_DATA at a folder on "
+                         f"another disk and seed it: python -m book data --seed DIR")
     return DataError(f"cannot write the data cache: {where}: {err.strerror or err}. Point DETTMERS_BOOK_DATA "
                      f"at a writable folder, or seed one: python -m book data --seed DIR")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from book.core.registry import Chapter, get_chapter
+from book.core.registry import Chapter, check_parameter_value, get_chapter
 from book.core.device import check_seed, describe, pick_device, seed_everything
 from book.core.ledger import Ledger
 
@@ -86,14 +86,17 @@ class Session:
 def start(chapter: str, *, quick: bool, device: str, seed: int, **parameters: tuple[Any, type]) -> Session:
     """Validate QUICK/DEVICE/SEED (and any chapter parameters given as name=(value, type)) and the
     chapter's optional dependencies before any work, seed every generator, pick the device and print
-    what this run is."""
+    what this run is. Each value is also held to the registry's declaration of the parameter (its
+    type and range, `book.core.registry`), the same rules the runner applies before a kernel starts;
+    a check that lives in the chapter's own code is left to that code."""
     check_parameter("QUICK", quick, bool)
     check_parameter("DEVICE", device, str)
     check_parameter("SEED", seed, int)
     check_seed(seed)
+    info = get_chapter(chapter)
     for name, (value, kind) in parameters.items():
         check_parameter(name, value, kind)
-    info = get_chapter(chapter)
+        check_parameter_value(info, name, value, quick=quick, chapter_checks=False)
     check_extras(info)
     dev = pick_device(device)
     seed_everything(seed)

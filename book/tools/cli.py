@@ -1,4 +1,5 @@
-"""Command line: `python -m book {list,run,scoreboard,build,data}`; see `python -m book -h`.
+"""Command line: `python -m book {list,run,build,evidence,full-check,gpu-check,scoreboard,data}`; see
+`python -m book -h`.
 
 Exit status: 0 done; 1 a chapter failed; 2 refused (bad input, a missing dependency, an unwritable
 or busy _build, a corrupt data file); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
@@ -11,8 +12,11 @@ import os
 import signal
 import sys
 
+from book.core.registry import CHAPTERS, REPO_ROOT, available_chapters, get_chapter
 from book.tools import runner
-from book.core.registry import CHAPTERS, available_chapters
+from book.tools.locks import build_lock
+from book.tools.params import UsageError
+from book.tools.signals import Terminated
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="set a notebook parameter, e.g. -p RERUN_SWEEPS True")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    f = sub.add_parser("full-check", help="run chapters in full mode and compare every verdict with the "
+                       "committed evidence in results/ (make test-full)")
+    f.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters (default: all)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     g = sub.add_parser("gpu-check", help="on a CUDA machine: run every chapter on the GPU and compare its "
                        "verdicts with the committed ones (make test-gpu)", add_help=False)
@@ -96,12 +105,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "scoreboard":
             from book.tools.scoreboard import write_scoreboard, write_status
+            from book.tools.site import check_sources, page_source
 
-            with runner.build_lock(["book"]):
-                sources = {c.name: runner.page_source(c) for c in available_chapters()}
-                print(f"wrote {write_scoreboard(sources, runner.REPO_ROOT / 'scoreboard.md')}")
-                print(f"wrote {write_status(sources, sources, runner.REPO_ROOT / 'status.md')}")
+            with build_lock(["book"]):
+                sources = {c.name: page_source(c) for c in available_chapters()}
+                check_sources(sources)
+                print(f"wrote {write_scoreboard(sources, REPO_ROOT / 'scoreboard.md')}")
+                print(f"wrote {write_status(sources, sources, REPO_ROOT / 'status.md')}")
             return 0
+        if args.command == "full-check":
+            from book.tools import fullcheck
+
+            return fullcheck.main(args.chapters, progress=not args.no_progress)
         if args.command == "gpu-check":
             from book.tools import gpucheck
 
@@ -110,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             from book.tools.colab import sync_install_cells
 
             changed = sync_install_cells()
-            print("\n".join(f"updated {p.relative_to(runner.REPO_ROOT)}" for p in changed) or "every install cell is up to date")
+            print("\n".join(f"updated {p.relative_to(REPO_ROOT)}" for p in changed) or "every install cell is up to date")
             return 0
         params = [tuple(p) for p in args.parameter]
         if args.command == "run":
@@ -118,29 +133,33 @@ def main(argv: list[str] | None = None) -> int:
                                   progress=not args.no_progress)
             return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "evidence":
-            names = [runner.get_chapter(n).name for n in args.chapters] or [c.name for c in available_chapters()]
-            with runner.build_lock(names):  # nobody may rerun these between their runs and the storing
-                outcomes = runner.run(args.chapters, params, quick=False, progress=not args.no_progress)
-                runner.store_evidence(outcomes)
+            names = [get_chapter(n).name for n in args.chapters] or [c.name for c in available_chapters()]
+            command = runner.evidence_command(args.chapters, params)
+            with build_lock(names):  # nobody may rerun these between their runs and the storing
+                outcomes = runner.run(args.chapters, params, quick=False, progress=not args.no_progress,
+                                      command=command)
+                runner.store_evidence(outcomes, command=command)
             return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "build":
             ok, executed = True, []
             execute = args.execute or bool(args.chapters or params or args.quick is not None)
             if args.no_execute and execute:
-                raise runner.UsageError("--no-execute takes no --execute, chapters, -p, --quick or --full")
-            with runner.build_lock(["book"]):
+                raise UsageError("--no-execute takes no --execute, chapters, -p, --quick or --full")
+            from book.tools.site import build_html
+
+            with build_lock(["book"]):
                 if execute:
                     outcomes = runner.run(args.chapters, params, quick=args.quick, progress=not args.no_progress)
                     ok = all(o.ok for o in outcomes)
                     executed = [o.chapter for o in outcomes if o.ok]
-                code = runner.build_html(executed=executed)
+                code = build_html(executed=executed)
             return 0 if ok and code == 0 else 1
     except KeyboardInterrupt as err:
-        terminated = isinstance(err, runner.Terminated) or getattr(err, "terminated", False)
+        terminated = isinstance(err, Terminated) or getattr(err, "terminated", False)
         if not isinstance(err, runner.Interrupted):  # a run has already said so, with its summary
             print("terminated" if terminated else "interrupted", file=sys.stderr)
         return 143 if terminated else 130
-    except (runner.UsageError, ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
+    except (UsageError, ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: not an error of ours
@@ -156,14 +175,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _on_sigterm(signum, frame):
-    raise runner.Terminated("terminated")  # like Ctrl-C, so the same cleanup runs
+    raise Terminated("terminated")  # like Ctrl-C, so the same cleanup runs
 
 
 def _os_error(err: OSError) -> str:
+    """The machine's error in one line, naming the file: for a copy the target (`filename2`: a copy's
+    error names its source first, and a full disk is the target's)."""
     what = err.strerror or str(err)
     if err.errno == errno.ENOSPC:
         what = "no space left on the disk"
-    return f"{err.filename}: {what}" if err.filename else what
+    where = getattr(err, "filename2", None) or err.filename
+    return f"{where}: {what}" if where else what
 
 
 if __name__ == "__main__":

@@ -241,32 +241,33 @@ def _run_quick(chapter: Chapter, out_dir: Path, ledger_dir: Path, progress: bool
     semantics), then copy the executed notebook and ledger aside; returns (its ledger, error, seconds)."""
     import shutil
 
-    from book.tools import runner
+    from book.tools import execute, paths
+    from book.tools.params import notebook_parameters
 
-    declared = runner.notebook_parameters(chapter.notebook)
+    declared = notebook_parameters(chapter.notebook)
     parameters = {k: v for k, v in (("QUICK", True), ("DEVICE", "cuda")) if k in declared}
-    outcome = runner.execute_chapter(chapter, parameters, progress=progress)
+    outcome = execute.execute_chapter(chapter, parameters, progress=progress)
     ledger_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger = None
-    produced = runner.LEDGER_DIR / f"{chapter.name}.json"
+    produced = paths.LEDGER_DIR / f"{chapter.name}.json"
     if outcome.ok and produced.exists():
         shutil.copyfile(produced, ledger_dir / produced.name)
-        shutil.copyfile(runner.EXECUTED_DIR / chapter.notebook.name, out_dir / chapter.notebook.name)
+        shutil.copyfile(paths.EXECUTED_DIR / chapter.notebook.name, out_dir / chapter.notebook.name)
         ledger = json.loads(produced.read_text(encoding="utf-8"))
     return ledger, outcome.error, outcome.seconds
 
 
 def _run_full(chapters: Sequence[Chapter], ledger_dir: Path, progress: bool) -> dict[str, tuple[dict | None, str, float]]:
     """Full mode through the runner (into _build/executed, _build/ledgers); ledgers copied to ledger_dir."""
-    from book.tools import runner
+    from book.tools import paths, runner
 
     device = [("DEVICE", "'cuda'")] if _any_declares(chapters, "DEVICE") else []
     outcomes = runner.run([c.name for c in chapters], device, quick=False, progress=progress)
     ledger_dir.mkdir(parents=True, exist_ok=True)
     found = {}
     for o in outcomes:
-        src = runner.LEDGER_DIR / f"{o.chapter}.json"
+        src = paths.LEDGER_DIR / f"{o.chapter}.json"
         ledger = None
         if o.ok and src.exists():
             shutil.copy2(src, ledger_dir / src.name)
@@ -276,7 +277,7 @@ def _run_full(chapters: Sequence[Chapter], ledger_dir: Path, progress: bool) -> 
 
 
 def _any_declares(chapters: Iterable[Chapter], name: str) -> bool:
-    from book.tools.runner import notebook_parameters
+    from book.tools.params import notebook_parameters
 
     return any(name in notebook_parameters(c.notebook) for c in chapters)
 
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             comparisons.append(comparison)
             print(f"{chapter.name} quick: {'ok' if comparison.ok else 'REGRESSION'} ({secs:.0f} s)", flush=True)
     if not args.quick_only:
-        from book.tools.runner import UsageError
+        from book.tools.params import UsageError
 
         try:
             full = _run_full(chapters, GPU_DIR / "ledgers" / "full", progress)
