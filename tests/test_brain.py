@@ -248,3 +248,18 @@ def test_the_post_total_is_an_exact_product_of_its_numbers():
     target = b.POST["estimate"].value
     (combo,) = b.exact_products(target, b.post_sizes(), max_factors=5)
     assert abs(b.product_of(combo) / target - 1) < 1e-3 and "86e9 neurons" in combo
+
+
+def test_interconnect_rows_are_sourced_and_the_fit_recovers_a_known_doubling():
+    rows = b.load_interconnect()
+    assert [r.generation for r in rows][:3] == ["SDR", "DDR", "QDR"] and all(r.source for r in rows)
+    years = [2000, 2003, 2006, 2009, 2012]
+    full, lo, hi = b.jackknife_doubling(years, [2 ** ((y - 2000) / 3) for y in years])
+    assert abs(full - 3) < 1e-9 and abs(lo - 3) < 1e-9 and abs(hi - 3) < 1e-9
+
+
+def test_an_unsourced_interconnect_row_is_refused(tmp_path):
+    bad = tmp_path / "ib.csv"
+    bad.write_text("generation,year,gbit_s_4x,source,sourcing,unverified_because\nX,2001,10,src,memory,\n")
+    with pytest.raises(ValueError, match="from memory"):
+        b.load_interconnect(bad)

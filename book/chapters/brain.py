@@ -435,6 +435,77 @@ def fit_doubling_time(years: Sequence[float], flops: Sequence[float], n_boot: in
 
 
 # --------------------------------------------------------------------------------------------
+# brain-12: the interconnect's doubling time (Part IV of the post)
+# --------------------------------------------------------------------------------------------
+INTERCONNECT_FILE = DATA_FILES / "interconnect_infiniband.csv"
+
+
+@dataclass(frozen=True)
+class LinkGeneration:
+    generation: str
+    year: int
+    gbit_s: float
+    source: str
+    sourcing: str
+    unverified_because: str = ""
+
+
+def load_interconnect(path: str | Path | None = None) -> list[LinkGeneration]:
+    """The InfiniBand generations (4x link rate by year of introduction), each with its source."""
+    text = Path(path or INTERCONNECT_FILE).read_text(encoding="utf-8")
+    body = "\n".join(line for line in text.splitlines() if line and not line.startswith("#"))
+    rows = []
+    for rec in csv.DictReader(io.StringIO(body)):
+        if not rec["source"].strip() or rec["sourcing"] not in SOURCINGS:
+            raise ValueError(f"InfiniBand row {rec['generation']}: needs a source and a known sourcing")
+        if rec["sourcing"] == "memory" and not rec["unverified_because"].strip():
+            raise ValueError(f"InfiniBand row {rec['generation']} is from memory: say why it is unverified")
+        rows.append(LinkGeneration(rec["generation"], int(rec["year"]), float(rec["gbit_s_4x"]), rec["source"],
+                                   rec["sourcing"], rec["unverified_because"].strip()))
+    return sorted(rows, key=lambda r: r.year)
+
+
+def jackknife_doubling(years: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
+    """Doubling time of a log-linear fit, with the range over leaving out each point in turn: with a
+    handful of generations a bootstrap would resample the same few points, while leave-one-out says
+    how much any single generation moves the answer."""
+    x, y = np.asarray(years, dtype=float), np.log2(np.asarray(values, dtype=float))
+    if len(x) < 4:
+        raise ValueError("need at least 4 generations")
+    full = 1.0 / np.polyfit(x, y, 1)[0]
+    loo = [1.0 / np.polyfit(np.delete(x, i), np.delete(y, i), 1)[0] for i in range(len(x))]
+    return float(full), float(min(loo)), float(max(loo))
+
+
+def plot_interconnect(rows: Sequence[LinkGeneration], doubling_years: float, post_years: float = 3.0):
+    """InfiniBand's 4x link rate by year (log scale), the fitted trend and the post's 3-year pace."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    years = np.array([r.year for r in rows], dtype=float)
+    rates = np.array([r.gbit_s for r in rows])
+    for sourcing, marker in (("published", "o"), ("memory", "s")):
+        pick = [r.sourcing == sourcing for r in rows]
+        ax.scatter(years[pick], rates[pick], marker=marker, zorder=3,
+                   label=f"InfiniBand generation ({sourcing} row)")
+    for r in rows:
+        ax.annotate(r.generation, (r.year, r.gbit_s), textcoords="offset points", xytext=(4, -12), fontsize=9)
+    span = np.linspace(years.min(), years.max(), 50)
+    centre = 2 ** np.mean(np.log2(rates))
+    ax.plot(span, centre * 2 ** ((span - years.mean()) / doubling_years),
+            label=f"fit: doubling every {doubling_years:.1f} years")
+    ax.plot(span, centre * 2 ** ((span - years.mean()) / post_years), "--",
+            label=f"the post: every {post_years:g} years")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("year introduced")
+    ax.set_ylabel("4x link rate (Gbit/s)")
+    ax.legend(loc="upper left", fontsize=9)
+    ax.set_title("Network interconnect bandwidth (the book's fit to sourced rows)")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
 # brain-7: energy
 # --------------------------------------------------------------------------------------------
 
@@ -690,7 +761,7 @@ __all__ = [
     "lnp_flops", "all_readings", "closest_reading", "post_sizes", "exact_products", "Swing", "sensitivity",
     "doublings_needed", "year_reached", "edition_year", "ListEntry", "load_top1", "DoublingFit",
     "fit_doubling_time", "electricity_cost", "implied_price_per_kwh", "homes_powered", "HOURS_PER_YEAR",
-    "HOME_CONSUMPTION", "KURZWEIL", "product_of", "SOURCINGS", "LNPNeuron", "poisson_waiting_times",
+    "HOME_CONSUMPTION", "KURZWEIL", "product_of", "load_interconnect", "jackknife_doubling", "plot_interconnect", "SOURCINGS", "LNPNeuron", "poisson_waiting_times",
     "poisson_pmf", "lnp_reference", "DATA_FILE", "plot_readings", "plot_tornado", "plot_lnp",
     "plot_extrapolation",
 ]
