@@ -1,4 +1,4 @@
-"""`python -m book.chapters.sparse`: the full-mode density sweep from the command line (see `training._main`)."""
-from book.chapters.sparse.training import _main
+"""`python -m book.chapters.sparse`: the resumable full-mode sweeps (see `book.chapters.sparse.sweeps`)."""
+from book.chapters.sparse.sweeps import main
 
-_main()
+main()

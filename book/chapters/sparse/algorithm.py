@@ -152,7 +152,7 @@ class SparseMomentum:
         masks = {}
         for name, w in self.weights.items():
             if given is not None and name in given:
-                mask = given[name].to(device=w.device, dtype=torch.bool)
+                mask = given[name].to(device=w.device, dtype=torch.bool).contiguous()
                 if mask.shape != w.shape:
                     raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, weight {tuple(w.shape)}")
             elif self.density >= 1:
@@ -247,7 +247,9 @@ class SparseMomentum:
                 pick = torch.randperm(len(candidates), generator=self.generator)[:g]
                 grow = candidates[pick.to(candidates.device)]
             self.masks[n].view(-1)[grow] = True
-            self.weights[n].view(-1)[grow] = 0.0  # new weights start at zero
+            new = torch.zeros(self.masks[n].numel(), dtype=torch.bool, device=grow.device)
+            new[grow] = True   # new weights start at zero (masked_fill: any memory layout)
+            self.weights[n].masked_fill_(new.view_as(self.masks[n]), 0.0)
             still_free = ~self.masks[n].view(-1)
             grown_min[n] = float(moms[n].flatten()[grow].min())
             missing_max[n] = float(moms[n].flatten()[still_free].max()) if still_free.any() else 0.0
@@ -279,7 +281,8 @@ class SparseMomentum:
         for n, m in masks.items():
             if m.shape != self.weights[n].shape:
                 raise ValueError(f"checkpoint mask {n} has shape {tuple(m.shape)}, weight {tuple(self.weights[n].shape)}")
-            self.masks[n] = m.to(device=self.weights[n].device, dtype=torch.bool).clone()
+            self.masks[n] = m.to(device=self.weights[n].device, dtype=torch.bool).clone(
+                memory_format=torch.contiguous_format)
         for key in ("epoch", "density", "epochs", "prune_rate", "prune_rate_floor", "growth", "redistribution"):
             setattr(self, key, state[key])
         self.generator.set_state(state["generator"])

@@ -2,8 +2,10 @@
 densities and seeds, and the command line that runs the full-mode sweeps (`python -m book.chapters.sparse`)."""
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -24,10 +26,38 @@ def lenet_300_100() -> nn.Sequential:
                          nn.Linear(100, 10))
 
 
+class _GradientChannelsLast(torch.autograd.Function):
+    """Identity forward; hands the incoming gradient on in channels-last layout."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+class FlattenChannelsLast(nn.Flatten):
+    """`nn.Flatten` (same output, in the usual channel-major order) whose backward gives the conv
+    part of the net its gradient in channels-last layout, the layout of its activations. Without it
+    the gradient comes back channel-major and every ReLU/pooling backward mixes two layouts, which
+    torch handles on a slow strided path (measured: `benchmarks/bench_sparse.py`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(_GradientChannelsLast.apply(x) if x.dim() == 4 else x)
+
+
 def lenet5_caffe() -> nn.Sequential:
-    """LeNet-5-Caffe: conv 1→20 5×5, pool, conv 20→50 5×5, pool, fc 800→500, fc 500→10 (ReLU)."""
-    return nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+    """LeNet-5-Caffe: conv 1→20 5×5, pool, conv 20→50 5×5, pool, fc 800→500, fc 500→10 (ReLU).
+
+    The conv weights are held channels-last (NHWC): oneDNN's kernels for these small channel counts
+    are several times faster in that layout on a CPU (the function is the same, the float bits of
+    training differ from the channel-major layout's)."""
+    net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+                        nn.MaxPool2d(2), FlattenChannelsLast(), nn.Linear(800, 500), nn.ReLU(),
+                        nn.Linear(500, 10))
+    return net.to(memory_format=torch.channels_last)
 
 
 MODELS = {"lenet300": lenet_300_100, "lenet5": lenet5_caffe}
@@ -104,9 +134,35 @@ def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 
     return wrong / len(x)
 
 
+CHECKPOINT_FORMAT = 1
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    """torch.save via a temporary file in the same folder and a rename: a run killed while saving
+    leaves the previous checkpoint whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "cpu",
-          progress: Callable[[int, float], None] | None = None) -> RunResult:
-    """Train one net from scratch with sparse momentum (density 1: the dense baseline)."""
+          progress: Callable[[int, float], None] | None = None,
+          checkpoint: str | os.PathLike | None = None) -> RunResult:
+    """Train one net from scratch with sparse momentum (density 1: the dense baseline).
+
+    With `checkpoint` (a file path) the run saves its whole state there after every epoch (model,
+    optimizer with its momentum, masks and sparse-momentum state, learning-rate schedule, the batch
+    order's generator and torch's global generator, epoch times), atomically, and a run started with
+    an existing checkpoint of the same configuration resumes after its last finished epoch. A run
+    killed and resumed ends with the same bits as one never interrupted (tested)."""
     device = torch.device(device)
     torch.manual_seed(config.seed)
     model = MODELS[config.model]().to(device)
@@ -122,7 +178,22 @@ def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "c
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_drop_every(config.epochs, steps), gamma=0.1)
     order_gen = torch.Generator().manual_seed(config.seed)
     result = RunResult(config, float("nan"), model, sparse)
-    for epoch in range(config.epochs):
+    first_epoch = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("config") != asdict(config):
+            raise ValueError(f"checkpoint {path} is of another run ({state.get('config')}), not {asdict(config)}: "
+                             "delete it or give this run another checkpoint path")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sparse.load_state_dict(state["sparse"])
+        scheduler.load_state_dict(state["scheduler"])
+        order_gen.set_state(state["order_generator"])
+        torch.set_rng_state(state["torch_generator"])
+        result.epoch_seconds, result.layer_density = list(state["epoch_seconds"]), list(state["layer_density"])
+        first_epoch = state["epochs_done"]
+    for epoch in range(first_epoch, config.epochs):
         start = time.perf_counter()
         order = torch.randperm(len(x), generator=order_gen).to(x.device)
         for s in range(steps):
@@ -134,6 +205,12 @@ def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "c
         sparse.end_epoch()
         result.epoch_seconds.append(time.perf_counter() - start)
         result.layer_density.append(sparse.layer_densities())
+        if path is not None:
+            _save_atomic({"format": CHECKPOINT_FORMAT, "config": asdict(config), "epochs_done": epoch + 1,
+                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "sparse": sparse.state_dict(), "scheduler": scheduler.state_dict(),
+                          "order_generator": order_gen.get_state(), "torch_generator": torch.get_rng_state(),
+                          "epoch_seconds": result.epoch_seconds, "layer_density": result.layer_density}, path)
         if progress is not None:
             progress(epoch, result.epoch_seconds[-1])
     n_test = config.test_subset or len(data.x_test)
@@ -189,44 +266,13 @@ def summarize(rows: list[dict[str, Any]]) -> "Any":
 
 
 # ----------------------------------------------------------------------------------------------
-# Full-mode sweep from the command line (results go to a JSON file, one row per finished run)
+# Full-mode sweeps from the command line: book.chapters.sparse.sweeps (resumable, one row per run)
 # ----------------------------------------------------------------------------------------------
 def _main(argv: list[str] | None = None) -> None:
-    import argparse
-    import json
-    import platform
-    from pathlib import Path
+    """`python -m book.chapters.sparse` (see `book.chapters.sparse.sweeps`)."""
+    from book.chapters.sparse import sweeps
 
-    parser = argparse.ArgumentParser(prog="python -m book.chapters.sparse",
-                                     description="Density sweep with the paper's MNIST setup; "
-                                                 "appends one JSON row per finished run to --out.")
-    parser.add_argument("--model", default="lenet300", choices=sorted(MODELS))
-    parser.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.2, 0.1, 0.05, 0.02, 0.01])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--growth", default="momentum", choices=GROWTH_MODES)
-    parser.add_argument("--redistribution", default="momentum", choices=REDISTRIBUTION_MODES)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small nets)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    doc = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    data = MnistData.load(args.device)
-    for seed in args.seeds:
-        for density in args.densities:
-            cfg = RunConfig(model=args.model, density=density, epochs=args.epochs, seed=seed,
-                            growth=args.growth, redistribution=args.redistribution)
-            run = train(cfg, data, device=args.device)
-            doc["runs"].append({
-                "model": cfg.model, "density": cfg.density, "seed": seed, "epochs": cfg.epochs,
-                "growth": cfg.growth, "redistribution": cfg.redistribution, "test_error": run.test_error,
-                "final_layer_density": run.sparse.layer_densities(),
-                "train_seconds": round(sum(run.epoch_seconds), 1),
-                "torch": torch.__version__, "machine": f"{platform.machine()} {args.device}, {args.threads} thread(s)"})
-            out.write_text(json.dumps(doc, indent=1) + "\n")
-            print(f"{cfg.model} density {density} seed {seed}: test error {run.test_error:.4f}", flush=True)
+    sweeps.main(argv)
 
 
 def merge_full_results(parts: list[str], out: str, commands: list[str], planned: list[float], note: str = "") -> dict:
@@ -254,13 +300,13 @@ def merge_full_results(parts: list[str], out: str, commands: list[str], planned:
 # Committed full-mode evidence (results/sparse/): what it holds, and how to make it again
 # ----------------------------------------------------------------------------------------------
 ALL_DENSITIES = [1.0, 0.2, 0.1, 0.08, 0.05, 0.02, 0.01]
+LENET5_DENSITIES = [1.0, 0.05, 0.2, 0.1, 0.02, 0.01]   # the paper's sweep, the densities the verdicts use first
 ABLATIONS = [("momentum", "momentum"), ("random", "momentum"), ("momentum", "none")]
-# The sweeps the evidence files stand for, as `python -m book.chapters.sparse` arguments. LeNet-300-100 and the
-# ablation are what the committed files hold; LeNet-5-Caffe's plan is the paper's sweep, of which the
-# committed file holds only the runs a CPU could finish (its description says which).
+# The sweeps the evidence files stand for (`python -m book.chapters.sparse --plan NAME` runs or continues
+# one; each file's description says which of its runs have finished).
 FULL_PLAN: dict[str, list[dict[str, Any]]] = {
     "lenet300": [dict(model="lenet300", densities=ALL_DENSITIES, seeds=[0, 1, 2], epochs=100)],
-    "lenet5": [dict(model="lenet5", densities=ALL_DENSITIES, seeds=[0, 1], epochs=100)],
+    "lenet5": [dict(model="lenet5", densities=LENET5_DENSITIES, seeds=[0, 1], epochs=100)],
     "ablation": [dict(model="lenet300", densities=[0.02], seeds=[0, 1, 2, 3, 4], epochs=20, growth=g,
                       redistribution=r) for g, r in ABLATIONS],
 }
@@ -268,7 +314,7 @@ SPECIALIZATION_PLAN = dict(densities=[1.0, 0.05], seeds=[0, 1, 2], epochs=3)
 
 
 def cli_args(spec: dict[str, Any], out: str) -> list[str]:
-    """The `python -m book.chapters.sparse` arguments that run one sweep of FULL_PLAN."""
+    """The `python -m book.chapters.sparse` arguments of an ad hoc sweep like one entry of FULL_PLAN."""
     args = ["--model", spec["model"], "--epochs", str(spec["epochs"]),
             "--seeds", *map(str, spec["seeds"]), "--densities", *map(str, spec["densities"])]
     for key in ("growth", "redistribution"):
@@ -277,40 +323,15 @@ def cli_args(spec: dict[str, Any], out: str) -> list[str]:
     return args + ["--out", out]
 
 
-def rerun_evidence(name: str, device: str = "cpu", work_dir: str = "_build/sparse_full") -> "Any":
-    """Run the sweep `name` of FULL_PLAN (or the specialization study) from scratch and store it as
-    committed evidence, replacing the file in results/sparse/. Hours on a CPU for the 100-epoch sweeps."""
-    import shlex
-    from pathlib import Path
+def rerun_evidence(name: str, device: str = "cpu", work_dir: str | None = None) -> "Any":
+    """Run (or continue) the plan `name` of FULL_PLAN (or the specialization study) and store it as
+    committed evidence, replacing the file in results/sparse/. Hours on a CPU for the 100-epoch plans;
+    finished runs in the work folder are kept, an interrupted one resumes from its checkpoint."""
+    from book.chapters.sparse import sweeps
 
-    from book.core import evidence
-
-    start = time.perf_counter()
-    if name == "specialization":
-        from book.chapters.sparse.analysis import specialization_runs
-
-        data = MnistData.load(device)
-        rows = specialization_runs(data=data, **SPECIALIZATION_PLAN)
-        return evidence.save("sparse", name, {"description": specialization_description(), "rows": rows},
-                             command=f"book.chapters.sparse.training.rerun_evidence('specialization', device={device!r})",
-                             device=device, wall_s=time.perf_counter() - start)
-    if name not in FULL_PLAN:
-        raise ValueError(f"no sweep {name!r}: one of {sorted(FULL_PLAN) + ['specialization']}")
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    parts, commands = [], []
-    for i, spec in enumerate(FULL_PLAN[name]):
-        out = str(Path(work_dir) / f"{name}_{i}.json")
-        Path(out).unlink(missing_ok=True)
-        args = cli_args(spec, out) + ["--device", device]
-        _main(args)
-        parts.append(out)
-        commands.append("python -m book.chapters.sparse " + shlex.join(args))
-    import json
-
-    runs = [r for p in parts for r in json.loads(Path(p).read_text())["runs"]]
-    return evidence.save("sparse", name, {"description": f"{name}: rerun of FULL_PLAN[{name!r}]", "commands": commands,
-                                          "runs": runs},
-                         command=" && ".join(commands), device=device, wall_s=time.perf_counter() - start)
+    folder = Path(work_dir) if work_dir else sweeps.WORK_DIR
+    sweeps.run_plan(name, device=device, work_dir=folder, publish_each=False)
+    return sweeps.publish(name, folder)
 
 
 def specialization_description() -> str:

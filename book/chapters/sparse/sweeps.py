@@ -1,0 +1,337 @@
+"""Resumable full-mode sweeps: `python -m book.chapters.sparse`.
+
+Each run of a sweep trains one configuration with `training.train(..., checkpoint=...)`: its whole
+state is saved after every epoch, atomically, so a killed run resumes after its last finished epoch
+and ends with the bits it would have had uninterrupted. A finished run becomes one row of the sweep's
+work file (`_build/sparse_full/<plan>.json`), with its provenance: the commit and digest of the
+training code, torch's version, the numerics profile's status (`book.core.numerics.status()`), the
+device and the wall time. A sweep skips the runs its work file already holds, so the command that
+started it also continues it; two processes may share a work file (a lock guards it, and a run that
+another process is training is left to it).
+
+The plans (`training.FULL_PLAN`, the specialization study) publish their rows to the committed
+evidence `results/sparse/<plan>.json` as they finish (`publish`), with a description that says which
+runs stand behind the file, which are still missing, and the command that continues the sweep:
+
+    python -m book.chapters.sparse --plan lenet300 --seeds 0          # one process per seed list
+    python -m book.chapters.sparse --plan specialization
+    python -m book.chapters.sparse --model lenet300 --epochs 3 --densities 0.1 --out runs.json
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from book.chapters.sparse import algorithm, training
+from book.chapters.sparse.training import (ABLATIONS, FULL_PLAN, MODELS, SPECIALIZATION_PLAN, MnistData, RunConfig,
+                                           train)
+from book.core import evidence, numerics, provenance
+from book.core.registry import REPO_ROOT
+
+WORK_DIR = REPO_ROOT / "_build" / "sparse_full"
+KEY_FIELDS = ("model", "density", "seed", "epochs", "growth", "redistribution", "train_subset", "test_subset")
+PLANS = (*FULL_PLAN, "specialization")
+# The training code whose bits a row stands for: a checkpoint made by other code is not resumed.
+CODE_FILES = (Path(algorithm.__file__), Path(training.__file__))
+CODE_DIGEST = hashlib.sha256(b"".join(p.read_bytes() for p in CODE_FILES)).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows, work files and provenance
+# ----------------------------------------------------------------------------------------------
+def run_key(row: dict[str, Any] | RunConfig) -> tuple:
+    """What identifies a run: the configuration fields a sweep varies (a row or a RunConfig)."""
+    get = row.get if isinstance(row, dict) else (lambda k, d=None: getattr(row, k, d))
+    defaults = RunConfig()
+    return tuple(float(get(k)) if k == "density" else get(k, getattr(defaults, k)) for k in KEY_FIELDS)
+
+
+def slug(cfg: RunConfig) -> str:
+    subset = f"_n{cfg.train_subset}" if cfg.train_subset else ""
+    return (f"{cfg.model}_d{cfg.density:g}_s{cfg.seed}_e{cfg.epochs}_{cfg.growth}_{cfg.redistribution}"
+            f"{subset}")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8"))["runs"] if path.exists() else []
+
+
+@contextlib.contextmanager
+def _locked(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive lock on `path` (a lock file); yields False when `blocking` is off and another
+    process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_json_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def add_row(path: Path, row: dict[str, Any]) -> None:
+    """Append a finished run's row to the work file `path` (under its lock; a row of the same run
+    already there is replaced)."""
+    path = Path(path)
+    with _locked(path.with_name(path.name + ".lock")):
+        rows = [r for r in read_rows(path) if run_key(r) != run_key(row)]
+        _write_json_atomic(path, {"runs": rows + [row]})
+
+
+def process_provenance(device: str) -> dict[str, Any]:
+    """What a row made in this process records about where it came from (taken at start)."""
+    commit = provenance.git_commit()
+    changed = []
+    with contextlib.suppress(Exception):
+        import subprocess
+
+        changed = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no",
+                                  "--", *map(str, CODE_FILES)], capture_output=True, text=True,
+                                 timeout=10).stdout.split("\n")
+    return {"commit": commit["commit"], "training_code_digest": CODE_DIGEST,
+            "training_code_uncommitted": any(line.strip() for line in changed),
+            "torch": torch.__version__, "numerics": numerics.status(), "device": str(device),
+            "device_name": provenance.device_name(device)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a sweep
+# ----------------------------------------------------------------------------------------------
+def configs(model: str, densities, seeds, epochs: int, **fixed: Any) -> list[RunConfig]:
+    """The runs of one sweep, seed by seed (each seed's densities in the order given)."""
+    return [RunConfig(model=model, density=float(d), epochs=epochs, seed=s, **fixed) for s in seeds for d in densities]
+
+
+def run_one(cfg: RunConfig, data: MnistData, out: Path, checkpoints: Path, *, device: str = "cpu",
+            log=print, origin: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Train `cfg` (resuming its checkpoint if there is one) and add its row to `out`. Returns the
+    row, or None when the run is already in `out` or another process is training it."""
+    if any(run_key(r) == run_key(cfg) for r in read_rows(out)):
+        log(f"{slug(cfg)}: already finished in {out}, skipped")
+        return None
+    ckpt = checkpoints / f"{slug(cfg)}.pt"
+    side = ckpt.with_suffix(".json")    # which code made the checkpoint, and each start of the run
+    with _locked(ckpt.with_suffix(".lock"), blocking=False) as mine:
+        if not mine:
+            log(f"{slug(cfg)}: being trained by another process, skipped")
+            return None
+        if any(run_key(r) == run_key(cfg) for r in read_rows(out)):   # finished while we waited
+            return None
+        origin = origin or process_provenance(device)
+        starts = []
+        if ckpt.exists():
+            meta = json.loads(side.read_text()) if side.exists() else {}
+            if meta.get("training_code_digest") != CODE_DIGEST:
+                raise RuntimeError(f"checkpoint {ckpt} was made by other training code (digest "
+                                   f"{meta.get('training_code_digest')}, this code {CODE_DIGEST}): its run would "
+                                   f"not have the bits of one run; delete {ckpt} to start that run again")
+            starts = meta["starts"]
+            done = torch.load(ckpt, map_location="cpu", weights_only=False)["epochs_done"]
+            log(f"{slug(cfg)}: resuming after epoch {done} from {ckpt}")
+        else:
+            done = 0
+        starts.append({"after_epoch": done, "commit": origin["commit"],
+                       "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        _write_json_atomic(side, {"training_code_digest": CODE_DIGEST, "starts": starts})
+        wall = time.perf_counter()
+
+        def progress(epoch: int, seconds: float) -> None:
+            if (epoch + 1) % 10 == 0 or epoch + 1 == cfg.epochs or epoch == done:
+                log(f"{slug(cfg)}: epoch {epoch + 1}/{cfg.epochs} ({seconds:.1f} s)")
+
+        run = train(cfg, data, device=device, progress=progress, checkpoint=ckpt)
+        row = {"model": cfg.model, "density": cfg.density, "seed": cfg.seed, "epochs": cfg.epochs,
+               "growth": cfg.growth, "redistribution": cfg.redistribution, "train_subset": cfg.train_subset,
+               "test_subset": cfg.test_subset, "test_error": run.test_error,
+               "final_layer_density": run.sparse.layer_densities(),
+               "train_seconds": round(sum(run.epoch_seconds), 1),
+               "provenance": {**origin, "wall_s": round(time.perf_counter() - wall, 1),
+                              "train_seconds": round(sum(run.epoch_seconds), 1), "starts": starts}}
+        add_row(out, row)
+        os.replace(ckpt, ckpt.with_suffix(".final.pt"))   # the trained net, kept for later scoring
+        side.unlink(missing_ok=True)
+        log(f"{slug(cfg)}: test error {run.test_error:.4f} ({row['train_seconds']} s of training)")
+        return row
+
+
+def run_sweep(cfgs: list[RunConfig], out: Path, *, checkpoints: Path | None = None, device: str = "cpu",
+              data: MnistData | None = None, log=print, after_each=None) -> list[dict[str, Any]]:
+    out = Path(out)
+    checkpoints = Path(checkpoints) if checkpoints is not None else out.with_name(out.stem + "_checkpoints")
+    data = data if data is not None else MnistData.load(device)
+    origin = process_provenance(device)
+    rows = []
+    for cfg in cfgs:
+        row = run_one(cfg, data, out, checkpoints, device=device, log=log, origin=origin)
+        if row is not None:
+            rows.append(row)
+            if after_each is not None:
+                after_each()
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# The plans behind the committed evidence, and publishing them
+# ----------------------------------------------------------------------------------------------
+def plan_configs(name: str) -> list[RunConfig]:
+    if name == "specialization":
+        p = SPECIALIZATION_PLAN
+        return configs("lenet5", p["densities"], p["seeds"], p["epochs"])
+    found = []
+    for spec in FULL_PLAN[name]:
+        fixed = {k: spec[k] for k in ("growth", "redistribution") if k in spec}
+        found += configs(spec["model"], spec["densities"], spec["seeds"], spec["epochs"], **fixed)
+    return found
+
+
+def work_file(name: str, work_dir: Path = WORK_DIR) -> Path:
+    return Path(work_dir) / f"{name}.json"
+
+
+def continue_command(name: str) -> str:
+    return f"python -m book.chapters.sparse --plan {name}"
+
+
+def _describe(name: str, rows: list[dict[str, Any]], missing: list[RunConfig]) -> str:
+    groups: dict[tuple, list[int]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["growth"], r["redistribution"], r["epochs"], r["density"]), []).append(r["seed"])
+    parts = [f"{m} {g}/{rd} growth/redistribution, {e} epochs, density {d:g}: seeds {sorted(s)}"
+             for (m, g, rd, e, d), s in sorted(groups.items(), key=lambda kv: (kv[0][:4], -kv[0][4]))]
+    intro = training.specialization_description() + ". " if name == "specialization" else ""
+    text = intro + (f"{name}: runs of the plan `book.chapters.sparse.training` "
+            f"{'SPECIALIZATION_PLAN' if name == 'specialization' else f'FULL_PLAN[{name!r}]'}, the paper's MNIST "
+            f"setup on all 60,000 training images, made by `python -m book.chapters.sparse` under the numerics "
+            f"profile (each row's provenance says which commit, code digest, torch, profile status, device and "
+            f"wall time); finished: " + "; ".join(parts))
+    if missing:
+        text += (f". Not finished yet ({len(missing)} of {len(missing) + len(rows)} planned runs): "
+                 + ", ".join(f"density {c.density:g} seed {c.seed}"
+                             + (f" ({c.growth}/{c.redistribution})" if name == "ablation" else "")
+                             for c in missing)
+                 + f"; continue with: {continue_command(name)}")
+    return text
+
+
+def publish(name: str, work_dir: Path = WORK_DIR) -> Path | None:
+    """Store the finished runs of plan `name` as results/sparse/<name>.json (replacing what the file
+    held), with provenance; None when none has finished."""
+    planned = plan_configs(name)
+    keys = {run_key(c) for c in planned}
+    rows = [r for r in read_rows(work_file(name, work_dir)) if run_key(r) in keys]
+    if not rows:
+        return None
+    done = {run_key(r) for r in rows}
+    missing = [c for c in planned if run_key(c) not in done]
+    rows.sort(key=lambda r: (r["model"], r["growth"], r["redistribution"], -r["density"], r["seed"]))
+    description = _describe(name, rows, missing)
+    data: dict[str, Any] = {"description": description, "commands": [continue_command(name)],
+                            "missing": [{"density": c.density, "seed": c.seed, "growth": c.growth,
+                                         "redistribution": c.redistribution, "epochs": c.epochs} for c in missing]}
+    if name == "specialization":
+        data["rows"] = rows
+    else:
+        data["runs"] = rows
+    return evidence.save("sparse", name, data, command=continue_command(name),
+                         device=rows[-1]["provenance"]["device"],
+                         wall_s=sum(r["provenance"]["wall_s"] for r in rows),
+                         note="wall_s: the sum of the rows' wall times (the runs ran in separate processes; "
+                              "each row's provenance holds its own)")
+
+
+def run_specialization_one(cfg: RunConfig, data: MnistData, out: Path, *, device: str, origin: dict[str, Any],
+                           log=print) -> dict[str, Any] | None:
+    """One run of the specialization study (3 epochs, no checkpoint needed): trains and scores it."""
+    from book.chapters.sparse.analysis import specialization_runs
+
+    if any(run_key(r) == run_key(cfg) for r in read_rows(out)):
+        log(f"specialization {slug(cfg)}: already finished, skipped")
+        return None
+    start = time.perf_counter()
+    row = specialization_runs([cfg.density], [cfg.seed], cfg.epochs, data, model=cfg.model)[0]
+    row.update({"growth": cfg.growth, "redistribution": cfg.redistribution, "train_subset": None,
+                "test_subset": None,
+                "provenance": {**origin, "wall_s": round(time.perf_counter() - start, 1)}})
+    add_row(out, row)
+    log(f"specialization {slug(cfg)}: test error {row['test_error']:.4f}, conv_mean {row['conv_mean']:.4f}")
+    return row
+
+
+def run_plan(name: str, *, seeds=None, densities=None, device: str = "cpu", work_dir: Path = WORK_DIR,
+             log=print, publish_each: bool = True) -> None:
+    """Run (or continue) the plan `name`, restricted to `seeds`/`densities` when given; publishes the
+    committed evidence after each finished run."""
+    cfgs = [c for c in plan_configs(name) if (seeds is None or c.seed in seeds)
+            and (densities is None or any(abs(c.density - d) < 1e-12 for d in densities))]
+    out = work_file(name, work_dir)
+    after = (lambda: log(f"published {publish(name, work_dir)}")) if publish_each else None
+    if name == "specialization":
+        data, origin = MnistData.load(device), process_provenance(device)
+        for cfg in cfgs:
+            if run_specialization_one(cfg, data, out, device=device, origin=origin, log=log) and after:
+                after()
+        return
+    run_sweep(cfgs, out, checkpoints=Path(work_dir) / "checkpoints", device=device, log=log, after_each=after)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m book.chapters.sparse", description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", choices=PLANS, help="run or continue a committed plan (results/sparse/PLAN.json)")
+    parser.add_argument("--publish", choices=PLANS, help="only re-publish a plan's finished runs")
+    parser.add_argument("--model", default="lenet300", choices=sorted(MODELS))
+    parser.add_argument("--densities", type=float, nargs="+")
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--growth", default="momentum", choices=algorithm.GROWTH_MODES)
+    parser.add_argument("--redistribution", default="momentum", choices=algorithm.REDISTRIBUTION_MODES)
+    parser.add_argument("--train-subset", type=int, default=None, help="first N training images")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--work-dir", default=str(WORK_DIR), help="work files and checkpoints of --plan")
+    parser.add_argument("--out", help="work file of an ad hoc sweep (without --plan)")
+    args = parser.parse_args(argv)
+
+    def log(text: str) -> None:
+        print(f"{_dt.datetime.now():%H:%M:%S} {text}", flush=True)
+
+    if numerics.enabled() and not numerics.in_force():
+        numerics.check_in_force()
+    if args.publish:
+        log(f"published {publish(args.publish, Path(args.work_dir))}")
+    elif args.plan:
+        log(f"plan {args.plan}: {shlex.join(['python', '-m', 'book.chapters.sparse', *(sys.argv[1:] if argv is None else argv)])}")
+        run_plan(args.plan, seeds=args.seeds, densities=args.densities, device=args.device,
+                 work_dir=Path(args.work_dir), log=log)
+    else:
+        if not args.out:
+            parser.error("give --plan NAME, --publish NAME, or --out FILE for an ad hoc sweep")
+        cfgs = configs(args.model, args.densities or [1.0, 0.2, 0.1, 0.05, 0.02, 0.01], args.seeds or [0],
+                       args.epochs, growth=args.growth, redistribution=args.redistribution,
+                       train_subset=args.train_subset)
+        run_sweep(cfgs, Path(args.out), device=args.device, log=log)
+
+
+__all__ = ["ABLATIONS", "CODE_DIGEST", "main", "publish", "run_one", "run_plan", "run_sweep", "run_key", "plan_configs"]

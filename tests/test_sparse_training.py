@@ -1,0 +1,156 @@
+"""Tests of book.chapters.sparse.training and .sweeps: the fast LeNet-5 layout computes the plain net's
+function, a killed run resumes to the same bits, and the sweep command skips and resumes runs."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from book.chapters import sparse as sp
+from book.chapters.sparse import sweeps, training
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return sp.MnistData.load()
+
+
+def _plain_lenet5(fast: nn.Sequential) -> nn.Sequential:
+    """The textbook LeNet-5-Caffe (channel-major layout, plain Flatten) with `fast`'s weights."""
+    plain = nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+    plain.load_state_dict({k: v.contiguous() for k, v in fast.state_dict().items()})
+    return plain
+
+
+def test_the_channels_last_lenet5_computes_the_plain_nets_function_and_gradients():
+    torch.manual_seed(0)
+    fast = sp.lenet5_caffe()
+    assert fast[3].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = _plain_lenet5(fast)
+    x = torch.randn(16, 1, 28, 28)
+    y = torch.randint(0, 10, (16,))
+    for net in (fast, plain):
+        F.cross_entropy(net(x), y).backward()
+    assert torch.allclose(fast(x), plain(x), atol=1e-5)
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name
+    # the flatten hands the conv part its gradient in the activations' layout (the point of it)
+    seen = []
+    h = fast[:6](x)
+    h.register_hook(lambda g: seen.append(g.is_contiguous(memory_format=torch.channels_last)))
+    fast[6:](h).sum().backward()
+    assert seen == [True]
+
+
+def test_sparse_momentum_keeps_masks_on_channels_last_weights(mnist):
+    cfg = sp.RunConfig("lenet5", density=0.05, epochs=3, seed=0, train_subset=300, test_subset=200)
+    run = sp.train(cfg, mnist)
+    for name, w in run.sparse.weights.items():
+        assert (w[~run.sparse.masks[name]] == 0).all(), name
+    assert sum(run.sparse.active_counts().values()) == sum(round(0.05 * m.numel()) for m in run.sparse.masks.values())
+    assert len(run.sparse.history) == 2
+
+
+def _state(run):
+    opt = run.sparse.optimizer
+    return ([p.detach().clone() for p in run.model.parameters()],
+            [opt.state[p]["momentum_buffer"].clone() for p in run.model.parameters()],
+            {n: m.clone() for n, m in run.sparse.masks.items()})
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model,subset", [("lenet300", 2000), ("lenet5", 300)])
+def test_a_killed_and_resumed_run_ends_bit_identical(tmp_path, mnist, model, subset):
+    cfg = sp.RunConfig(model, density=0.1, epochs=3, seed=0, train_subset=subset, test_subset=1000)
+    whole = sp.train(cfg, mnist)
+    ckpt = tmp_path / "run.pt"
+
+    def kill_after_first_epoch(epoch, seconds):
+        if epoch == 0:
+            raise _Killed   # the checkpoint of epoch 1 is on disk when progress is called
+    with pytest.raises(_Killed):
+        sp.train(cfg, mnist, checkpoint=ckpt, progress=kill_after_first_epoch)
+    assert torch.load(ckpt, weights_only=False)["epochs_done"] == 1
+    resumed = sp.train(cfg, mnist, checkpoint=ckpt)
+    assert resumed.test_error == whole.test_error
+    assert len(resumed.epoch_seconds) == 3 and resumed.layer_density == whole.layer_density
+    for a, b in zip(_state(whole), _state(resumed)):
+        if isinstance(a, dict):
+            assert all(torch.equal(a[n], b[n]) for n in a)
+        else:
+            assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert resumed.sparse.history[-1]["active_after"] == whole.sparse.history[-1]["active_after"]
+    assert not list(tmp_path.glob(".*.tmp"))   # atomic saves leave no temporary file behind
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, mnist):
+    ckpt = tmp_path / "run.pt"
+    sp.train(sp.RunConfig("lenet300", density=0.1, epochs=1, seed=0, train_subset=500), mnist, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="another run"):
+        sp.train(sp.RunConfig("lenet300", density=0.1, epochs=1, seed=1, train_subset=500), mnist, checkpoint=ckpt)
+
+
+def test_the_sweep_skips_finished_runs_and_resumes_an_unfinished_one(tmp_path, mnist, monkeypatch):
+    out = tmp_path / "sweep.json"
+    cfgs = sweeps.configs("lenet300", [0.1, 0.05], [0], 3, train_subset=1000)
+    reference = sp.train(cfgs[1], mnist).test_error
+    first = sweeps.run_sweep(cfgs[:1], out, data=mnist, log=lambda s: None)
+    assert len(first) == 1
+    row = first[0]
+    for key in ("commit", "training_code_digest", "torch", "numerics", "device", "wall_s", "starts"):
+        assert key in row["provenance"], key
+    assert row["provenance"]["numerics"]["profile"] == sweeps.numerics.status()["profile"]
+
+    real_train = training.train
+
+    def killed_after_first_epoch(cfg, data, **kw):
+        def progress(epoch, seconds):
+            if epoch == 0:
+                raise _Killed
+        return real_train(cfg, data, **{**kw, "progress": progress})
+    monkeypatch.setattr(sweeps, "train", killed_after_first_epoch)
+    with pytest.raises(_Killed):
+        sweeps.run_sweep(cfgs, out, data=mnist, log=lambda s: None)
+    monkeypatch.setattr(sweeps, "train", real_train)
+
+    logged = []
+    rows = sweeps.run_sweep(cfgs, out, data=mnist, log=logged.append)
+    assert any("already finished" in line for line in logged)
+    assert any("resuming after epoch 1" in line for line in logged)
+    assert len(rows) == 1 and rows[0]["test_error"] == reference
+    assert [s["after_epoch"] for s in rows[0]["provenance"]["starts"]] == [0, 1]
+    stored = json.loads(out.read_text())["runs"]
+    assert [r["density"] for r in stored] == [0.1, 0.05]
+    assert not list((tmp_path / "sweep_checkpoints").glob("*[0-9].pt"))   # finished: only .final.pt remain
+
+
+def test_a_checkpoint_made_by_other_training_code_is_not_resumed(tmp_path, mnist):
+    cfg = sweeps.configs("lenet300", [0.1], [0], 2, train_subset=500)[0]
+    ckpts = tmp_path / "ck"
+    ckpt = ckpts / f"{sweeps.slug(cfg)}.pt"
+    sp.train(cfg, mnist, checkpoint=ckpt)
+    ckpt.with_suffix(".json").write_text(json.dumps({"training_code_digest": "other", "starts": []}))
+    with pytest.raises(RuntimeError, match="other training code"):
+        sweeps.run_one(cfg, mnist, tmp_path / "out.json", ckpts, log=lambda s: None)
+
+
+def test_publish_replaces_the_evidence_with_the_finished_runs_of_the_plan(tmp_path, monkeypatch):
+    from book.core import evidence
+
+    monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path / "results")
+    planned = sweeps.plan_configs("ablation")
+    assert len(planned) == 15
+    prov = {"device": "cpu", "wall_s": 1.0}
+    rows = [{**{k: getattr(c, k) for k in sweeps.KEY_FIELDS}, "test_error": 0.03, "provenance": prov}
+            for c in planned[:2]]
+    sweeps._write_json_atomic(sweeps.work_file("ablation", tmp_path), {"runs": rows})
+    path = sweeps.publish("ablation", tmp_path)
+    doc = json.loads(path.read_text())
+    assert len(doc["data"]["runs"]) == 2 and len(doc["data"]["missing"]) == 13
+    assert "python -m book.chapters.sparse --plan ablation" in doc["data"]["description"]
+    assert doc["provenance"]["command"] == "python -m book.chapters.sparse --plan ablation"
