@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from book.core.registry import REPO_ROOT, available_chapters
+from book.core.registry import REPO_ROOT, Chapter, available_chapters
 
 INSTALL_TAG = "install"
+GPU_TYPE = "T4"               # the GPU Colab's free tier offers; the notebook asks for it
 CLONE_DIR = "dettmers-book"   # where the cell clones to, relative to the notebook's working directory
 HELD = ("torch", "numpy")     # never changed by the cell's pip: Colab's builds stay
 
@@ -66,24 +67,109 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
-def install_cell_source(url: str | None = None, extras: tuple[str, ...] = (), branch: str | None = None) -> str:
-    """The cell for a chapter needing the package's optional groups `extras` (e.g. ('int8',))."""
+def uses_gpu(chapter: Chapter) -> bool:
+    """A chapter uses a GPU when its code has a CUDA path (it measures on one when there is one) or a
+    committed ledger of it has a needs-gpu row."""
+    from book.core.evidence import page_notebook
+    from book.core.ledger import ledger_from_notebook
+
+    package = REPO_ROOT / "book" / "chapters" / (chapter.package or chapter.name)
+    files = list(package.rglob("*.py")) if package.is_dir() else [package.with_suffix(".py")]
+    if any("cuda" in f.read_text(encoding="utf-8") for f in files if f.exists()):
+        return True
+    for path in (chapter.notebook, page_notebook(chapter.name)):
+        led = ledger_from_notebook(path) if path and path.exists() else None
+        if led and any(row.get("verdict") == "needs-gpu" for row in led.get("claims", [])):
+            return True
+    return False
+
+
+def _seconds(value) -> str:
+    if not isinstance(value, (int, float)):
+        return "?"
+    return f"{value:.0f} s" if value < 90 else f"{value / 60:.0f} min"
+
+
+def runtime_note(chapter: Chapter) -> str:
+    """One line: which Colab runtime the chapter wants and how long its runs took (from the committed
+    ledgers' wall times, on the machine named in their provenance)."""
+    from book.core.evidence import page_notebook
+    from book.core.ledger import ledger_from_notebook
+
+    times = {}
+    for mode, path in (("quick", chapter.notebook), ("full", page_notebook(chapter.name))):
+        led = ledger_from_notebook(path) if path and path.exists() else None
+        if led:
+            times[mode] = (led.get("wall_s"), str((led.get("provenance") or {}).get("device_name") or led.get("device")))
+    runtime = (f"Colab runtime: GPU (this notebook asks for a {GPU_TYPE}: Runtime > Change runtime type); "
+               "a CPU runtime also works (what needs a GPU then says needs-gpu)."
+               if uses_gpu(chapter) else "Colab runtime: CPU is enough (this chapter measures nothing on a GPU).")
+    where = next((d for _, d in times.values()), "the book's CPU")
+    runs = ", ".join(f"{mode} run {_seconds(wall)}" for mode, (wall, _) in times.items())
+    return f"{runtime} Run time: {runs or 'not measured yet'} on {where}, plus the first cell's clone and installs."
+
+
+def full_commit(commit: str | None) -> str | None:
+    """The full hash of a (short) commit of this repository, or None when this checkout lacks it (git
+    fetches a commit by its full hash only)."""
+    import subprocess
+
+    if not commit:
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", "--quiet",
+                              f"{commit}^{{commit}}"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def page_commit(path: Path | None) -> str | None:
+    """The commit the notebook's outputs were run from (its ledger's provenance), in full."""
+    from book.core.ledger import ledger_from_notebook
+
+    led = ledger_from_notebook(path) if path and Path(path).exists() else None
+    prov = (led or {}).get("provenance") or {}
+    return full_commit(prov.get("commit_at_start") or prov.get("commit"))
+
+
+def install_cell_source(url: str | None = None, extras: tuple[str, ...] = (), branch: str | None = None,
+                        commit: str | None = None, note: str = "") -> str:
+    """The cell for a chapter needing the package's optional groups `extras` (e.g. ('int8',)), taking
+    the code at `commit` (the one the page was run from), else `branch` with a warning."""
     url = url or repository_url()
     branch = branch or repository_branch()
     needs = [(_module(r), r) for r in requirements(extras)]
     need_lines = "\n".join(f"        {_q(m)}: {_q(r)}," for m, r in needs)
+    note_lines = "".join(f"# {line}\n" for line in _wrap(note)) if note else ""
     return f'''\
-# On Colab, or any Jupyter without the book's package (a no-op locally and in CI, where it imports):
-# clone the book's repository (shallow) and import the package from the clone. Nothing is
-# pip-installed over Colab's own torch and numpy, so Colab never asks to restart the runtime, and the
-# clone brings the committed full-mode evidence (results/) the chapter reads. pip adds only what the
-# runtime lacks, holding its torch and numpy at their versions.
-import importlib, importlib.util, os, subprocess, sys, tempfile
+{note_lines}# On Colab, or any Jupyter without the book's package (a no-op locally and in CI, where it imports):
+# fetch the book's code at the commit this page was run from (BOOK_COMMIT; the branch's head, with a
+# warning, when that commit is not on the repository) and import the package from the clone. Nothing
+# is pip-installed over Colab's own torch and numpy, so Colab never asks to restart the runtime, and
+# the clone brings the committed full-mode evidence (results/) the chapter reads. pip adds only what
+# the runtime lacks, holding its torch and numpy at their versions.
+import importlib, importlib.util, os, shutil, subprocess, sys, tempfile, warnings
+BOOK_REPOSITORY = {_q(url)}
+BOOK_BRANCH = {_q(branch)}
+BOOK_COMMIT = {_q(commit) if commit else "None"}   # the commit this page's outputs were run from
 if importlib.util.find_spec("book") is None:
     clone = os.path.abspath({_q(CLONE_DIR)})
     if not os.path.isdir(os.path.join(clone, "book")):
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", {_q(branch)},
-                        {_q(url)}, clone], check=True)
+        fetched = False
+        if BOOK_COMMIT:
+            shutil.rmtree(clone, ignore_errors=True)
+            git = ["git", "-C", clone]
+            fetched = (subprocess.run(["git", "init", "--quiet", clone]).returncode == 0
+                       and subprocess.run(git + ["fetch", "--quiet", "--depth", "1", BOOK_REPOSITORY,
+                                                 BOOK_COMMIT]).returncode == 0
+                       and subprocess.run(git + ["checkout", "--quiet", "FETCH_HEAD"]).returncode == 0)
+        if not fetched:
+            warnings.warn(f"the code at commit {{BOOK_COMMIT}} (this page's run) could not be fetched: "
+                          f"using the head of {{BOOK_BRANCH}}, whose code and outputs may differ from the page's")
+            shutil.rmtree(clone, ignore_errors=True)
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BOOK_BRANCH,
+                            BOOK_REPOSITORY, clone], check=True)
     sys.path.insert(0, clone)
     needed = {{
 {need_lines}
@@ -104,30 +190,59 @@ if importlib.util.find_spec("book") is None:
     importlib.invalidate_caches()'''
 
 
+def _wrap(text: str, width: int = 98) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
+def chapter_install_source(chapter: Chapter, path: Path) -> str:
+    """The install cell `path` (a chapter's notebook, or its committed page in results/) must carry."""
+    return install_cell_source(extras=chapter.extras, commit=page_commit(path), note=runtime_note(chapter))
+
+
+def colab_metadata(chapter: Chapter) -> dict:
+    """Notebook metadata Colab reads: a GPU accelerator for a chapter that uses one."""
+    return {"accelerator": "GPU", "colab": {"gpuType": GPU_TYPE, "provenance": []}} if uses_gpu(chapter) else {}
+
+
 def sync_install_cells() -> list[Path]:
     """Rewrite the install cell of every chapter notebook — the committed quick run and the committed
-    full run in results/ (the page readers launch on Colab) — whose cell differs; returns those
-    changed. Only the cell's source changes: its (empty) output stays, so nothing is re-executed."""
+    full run in results/ — whose cell differs (code pinned to the commit that notebook's outputs were
+    run from, the runtime note at its top), and set the Colab GPU accelerator metadata on the
+    notebooks Colab opens (notebooks/NAME.ipynb). Returns the notebooks changed. Only the cell's
+    source and the notebook's metadata change: outputs stay, so nothing is re-executed."""
     import nbformat
 
     from book.core.evidence import page_notebook
 
-    url, branch = repository_url(), repository_branch()
     changed = []
     for chapter in available_chapters():
-        source = install_cell_source(url, chapter.extras, branch)
         for path in (chapter.notebook, page_notebook(chapter.name)):
             if path is None:
                 continue
+            source = chapter_install_source(chapter, path)
             nb = nbformat.read(path, as_version=4)
             cells = [c for c in nb.cells if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
             if not cells:
                 raise ValueError(f"{path.name} has no cell tagged {INSTALL_TAG!r}")
+            dirty = False
             tags = cells[0].setdefault("metadata", {}).setdefault("tags", [])
             if cells[0].source != source or "hide-input" not in tags:
                 cells[0].source = source
                 if "hide-input" not in tags:
                     tags.append("hide-input")  # the rendered page folds it away: it matters on Colab only
+                dirty = True
+            if path == chapter.notebook:   # results/ notebooks keep their metadata (their manifest digests it)
+                wanted = colab_metadata(chapter)
+                for key in ("accelerator", "colab"):
+                    if key in wanted and nb.metadata.get(key) != wanted[key]:
+                        nb.metadata[key] = wanted[key]
+                        dirty = True
+                    elif key not in wanted and key in nb.metadata:
+                        del nb.metadata[key]
+                        dirty = True
+            if dirty:
                 nbformat.write(nb, path)
                 changed.append(path)
     return changed

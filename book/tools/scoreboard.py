@@ -5,21 +5,38 @@ scoreboard can never disagree with a chapter page: one build, one truth.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Mapping
 
+from book.core import verdicts
+from book.core.ledger import _fmt, claim_ids, ledger_from_notebook, load_claims
 from book.core.registry import CHAPTERS, REPO_ROOT
-from book.core.ledger import (CLAIM_VERDICTS, FORECAST_VERDICTS, TIMED_LEGEND, VERDICT_MEANINGS, VERDICTS, _fmt,
-                     claim_ids, ledger_from_notebook, load_claims)
+from book.tools import pages
 
-
-def _badge(verdict: str) -> str:
-    return f'<span class="verdict verdict-{verdict.replace(" ", "-")}">{verdict}</span>'
+# The order a reader meets the families in: what the posts got wrong first, then what this book
+# could not decide or could not test, then what holds.
+FAMILY_ORDER = ("wrong", "undecided", "untestable", "holds", "cited", "forecast")
+SECTION_TITLES = {
+    "wrong": "The post is wrong here",
+    "undecided": "Undecided: measured, but the interval cannot decide",
+    "untestable": "Not testable on this machine (the post is not judged)",
+    "holds": "The post holds",
+    "cited": "Cited facts (no code can re-derive them)",
+    "forecast": "Forecasts, judged on a stated date",
+}
+FOURTH_COLUMN = {"wrong": "what the post got wrong, and by how much", "undecided": "measured, and the criterion",
+                 "untestable": "what is missing", "holds": "post → measured",
+                 "cited": "source", "forecast": "judged · due · measured"}
 
 
 def _cell(text: Any) -> str:
-    # Markdown table cell: no pipes or newlines; a `$` is a price, never math.
+    """Markdown table cell (status page): no pipes or newlines; a `$` is a price, never math."""
     return _fmt(text).replace("|", "\\|").replace("\n", " ").replace("$", "\\$")
+
+
+def _e(text: Any) -> str:
+    return html.escape(_fmt(text))
 
 
 def _in_toc(name: str) -> bool:
@@ -29,9 +46,7 @@ def _in_toc(name: str) -> bool:
 
 def _claims_url() -> str:
     try:
-        from book.tools.colab import repository_url
-
-        return repository_url().rstrip("/") + "/blob/main/book/claims.md"
+        return pages.repository() + "/blob/main/book/claims.md"
     except (OSError, ValueError):
         return "https://github.com/"
 
@@ -45,70 +60,112 @@ def _evidence(row: dict[str, Any], led: dict[str, Any]) -> str:
 
 
 def legend_lines() -> list[str]:
-    lines = ["**Verdicts of claims.** " + " ".join(f"{_badge(v)} {VERDICT_MEANINGS[v]}." for v in CLAIM_VERDICTS),
-             "",
-             "**Verdicts of forecasts** (the closing chapter). " + " ".join(
-                 f"{_badge(v)} {VERDICT_MEANINGS[v]}." for v in FORECAST_VERDICTS),
-             "",
-             TIMED_LEGEND + " Claims marked **+** in `claims.md` go beyond the post: what a reader who "
-             "trusts the post would want checked next.",
-             "",
-             "**Evidence** says what stands behind each verdict: *this run* (its mode — *quick* is the "
-             "small run CI re-executes, *full* the real experiment — its device and date), or a committed "
-             "full-mode result in `results/` (file, mode, device, date) for claims that need scale."]
-    return lines
+    """The legend, from book.core.verdicts: the rule, then each family with its verdicts."""
+    return ["> " + verdicts.RULE, "", pages.legend_markdown(), "",
+            "⟨ ⟩ marks what depends on the run (timings): those numbers, and the verdicts of timed claims "
+            "(shown with a dotted underline), may change from run to run. **Evidence** says what stands "
+            "behind each verdict: *this run* (quick is the small run CI re-executes, full the real "
+            "experiment), or a committed full-mode result in `results/`."]
+
+
+def _fourth(family: str, row: dict[str, Any]) -> str:
+    if family == "wrong":
+        return pages.wrong_text(row) or "see the chapter"
+    if family == "untestable":
+        return row.get("resource") or row.get("note") or row.get("verdict")
+    if family == "undecided":
+        return f"{pages.measured_text(row)} against {pages._criterion(row)}"
+    if family == "holds":
+        return f"{_fmt(row.get('post'))} → {pages.measured_text(row)}"
+    if family == "cited":
+        return row.get("source") or ""
+    return f"{row.get('judged', '')} · due {row.get('due', '')} · {pages.measured_text(row)}"
+
+
+def _details(row: dict[str, Any], led: dict[str, Any], chapter: str) -> str:
+    fields = [("post", _fmt(row.get("post"))), ("measured", pages.measured_text(row)),
+              ("criterion", pages._criterion(row)), ("evidence", _evidence(row, led))]
+    fields += pages.note_parts(row)
+    if row.get("fails_if"):
+        fields.append(("would fail if", _fmt(row["fails_if"])))
+    fields.insert(0, ("chapter", CHAPTERS[chapter].title))
+    body = "".join(f'<div class="ledger-field"><span class="ledger-label">{_e(k)}:</span> {_e(v)}</div>'
+                   for k, v in fields if v)
+    link = (f'<a href="notebooks/{chapter}.html#ledger-{row["id"]}">the row on its page</a> · '
+            f'<a class="ledger-dispute" href="{html.escape(pages.dispute_url(row, chapter), quote=True)}">'
+            f'dispute this verdict</a>')
+    return (f'<details><summary>{_e(row.get("claim", ""))}</summary>{body}'
+            f'<div class="ledger-actions">{link}</div></details>')
+
+
+def _row(row: dict[str, Any], led: dict[str, Any] | None, chapter: str, family: str) -> str:
+    if led is None:
+        claim = _e(row["claim"])
+        return (f'<tr id="claim-{row["id"]}" class="scoreboard-row"><td>{_e(row["id"])}</td>'
+                f'<td>{pages.badge("not-run", text="not run")}</td>'
+                f"<td>{claim}</td><td>{_e(CHAPTERS[chapter].title)}</td></tr>")
+    timed = bool(row.get("timed"))
+    verdict = pages.badge(row["verdict"], timed, pages.verdict_text(row))
+    return (f'<tr id="claim-{row["id"]}" class="scoreboard-row family-{family}"><td>{_e(row["id"])}</td>'
+            f"<td>{verdict}</td>"
+            f"<td>{_details(row, led, chapter)}</td><td>{_e(_fourth(family, row))}</td></tr>")
+
+
+def _table(family: str, rows: list[str]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("id", "verdict", "claim (click: the evidence)",
+                                             FOURTH_COLUMN.get(family, "chapter")))
+    return (f'<table class="scoreboard-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
-    """`ledgers`: chapter name -> the ledger its page shows (None: the page has none)."""
+    """`ledgers`: chapter name -> the ledger its page shows (None: the page has none). One line per
+    claim, grouped by what a reader wants to know: the post is wrong / undecided / not testable
+    here / holds / cited / forecasts; each line expands to its evidence and a dispute link."""
     lines = ["# Scoreboard", "",
-             f"Every claim of every post (the catalogue: [`book/claims.md`]({_claims_url()})), with the "
-             "verdict its chapter page shows.", ""] + legend_lines() + [
-        "", "| chapter | page | " + " | ".join(_badge(v) for v in VERDICTS) + " | not run |",
-        "|---|---|" + "---|" * (len(VERDICTS) + 1)]
-    totals = {v: 0 for v in VERDICTS}
-    not_run = 0
+             f"Every claim of every post (the catalogue: [`book/claims.md`]({_claims_url()})), one line "
+             "each, with the verdict its chapter page shows — what the posts got wrong first, apart from "
+             "what this book could not decide or could not test. Click a claim for its evidence.", ""]
+    lines += legend_lines() + ["", "## Counts", ""]
+    head = "| chapter | page | " + " | ".join(pages_short(f) for f in FAMILY_ORDER) + " | not run |"
+    lines += [head, "|---|---|" + "---:|" * (len(FAMILY_ORDER) + 1)]
+    totals = {f: 0 for f in FAMILY_ORDER}
+    not_run_total = 0
+    grouped: dict[str, list[str]] = {f: [] for f in FAMILY_ORDER + ("not-run",)}
     for name, chapter in CHAPTERS.items():
         ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
         led = ledgers.get(name)
         link = f"[{chapter.title}](notebooks/{name}.ipynb)" if name in ledgers and _in_toc(name) else chapter.title
-        if led:
-            seen = {row["id"] for row in led["claims"]}
-            missing = len([cid for cid in ids if cid not in seen])
-            for v in VERDICTS:
-                totals[v] += led["counts"].get(v, 0)
-            not_run += missing
-            counts = " | ".join(str(led["counts"].get(v, 0)) for v in VERDICTS)
-            lines.append(f"| {link} | {led['mode']}, {led['device']} | {counts} | {missing} |")
-        else:
-            not_run += len(ids)
-            lines.append(f"| {link} | – | " + " | ".join("0" for _ in VERDICTS) + f" | {len(ids)} |")
-    lines.append("| **total** | | " + " | ".join(f"**{totals[v]}**" for v in VERDICTS) + f" | **{not_run}** |")
-    for name, chapter in CHAPTERS.items():
-        led = ledgers.get(name)
-        title = f"[{chapter.title}](notebooks/{name}.ipynb)" if name in ledgers and _in_toc(name) else chapter.title
-        run = f" — {led['mode']} mode, {led['device']}" if led else " — not run"
-        lines += ["", f"## {title}{run}", "",
-                  "| id | verdict | claim | post | measured | criterion or source | evidence | note |",
-                  "|---|---|---|---|---|---|---|---|"]
         rows = {row["id"]: row for row in (led["claims"] if led else [])}
-        for p in chapter.prefixes:
-            for cid in claim_ids(p):
-                row = rows.get(cid)
-                if row is None:
-                    lines.append(f"| {cid} | {_badge('not run')} | {_cell(load_claims()[cid])} | | | | | |")
-                    continue
-                measured = _cell(row["measured"])
-                if (row.get("volatile") or row.get("timed")) and measured:
-                    measured = f"⟨{measured}⟩"
-                verdict = _badge(row["verdict"]) + (f": {_cell(row['resource'])}" if row.get("resource") else "")
-                criterion = row.get("criterion", row.get("tolerance", "")) or (f"source: {row['source']}" if row.get("source") else "")
-                note = row.get("why") if row["verdict"] in ("differs", "undecided") and row.get("why") else ""
-                if row.get("judged"):
-                    note = f"judged {row['judged']}, due {row['due']}" + (f"; {note}" if note else "")
-                lines.append(f"| {cid} | {verdict} | {_cell(row['claim'])} | {_cell(row['post'])} | {measured} "
-                             f"| {_cell(criterion)} | {_cell(_evidence(row, led))} | {_cell(note)} |")
+        counts = pages.family_counts(rows.values())
+        missing = [cid for cid in ids if cid not in rows]
+        for f in FAMILY_ORDER:
+            totals[f] += counts[f]
+        not_run_total += len(missing)
+        page = f"{led['mode']}, {led['device']}" if led else "–"
+        lines.append(f"| {link} | {page} | " + " | ".join(str(counts[f]) for f in FAMILY_ORDER)
+                     + f" | {len(missing)} |")
+        for cid in ids:
+            row = rows.get(cid)
+            if row is None:
+                grouped["not-run"].append(_row({"id": cid, "claim": load_claims()[cid]}, None, name, "not-run"))
+            else:
+                fam = pages.family_of(row)
+                grouped[fam].append(_row(row, led, name, fam))
+    lines.append("| **total** | | " + " | ".join(f"**{totals[f]}**" for f in FAMILY_ORDER)
+                 + f" | **{not_run_total}** |")
+    for fam in FAMILY_ORDER:
+        if not grouped[fam]:
+            continue
+        lines += ["", f"## {SECTION_TITLES[fam]} ({len(grouped[fam])})", "", _table(fam, grouped[fam])]
+    if grouped["not-run"]:
+        lines += ["", f"## Not run ({len(grouped['not-run'])})", "", _table("not-run", grouped["not-run"])]
     return "\n".join(lines) + "\n"
+
+
+def pages_short(family: str) -> str:
+    return {"holds": "holds", "wrong": "post wrong", "undecided": "undecided",
+            "untestable": "not testable here", "cited": "cited", "forecast": "forecasts"}[family]
 
 
 def _ledgers_of(pages: Mapping[str, Path]) -> dict[str, dict[str, Any] | None]:

@@ -15,7 +15,7 @@ from book.tools.locks import build_lock
 from book.tools.paths import shown, unwritable
 from book.tools.signals import interrupts_deferred
 
-ROOT_PAGES = ("_config.yml", "_toc.yml", "intro.md", "scoreboard.md", "status.md", "references.bib", "_static")
+ROOT_PAGES = ("_config.yml", "_toc.yml", "intro.md", "scoreboard.md", "status.md", "references.bib", "bibliography.md", "_static")
 
 
 def page_source(chapter: Chapter, executed: Iterable[str] = ()) -> Path:
