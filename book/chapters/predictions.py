@@ -521,6 +521,14 @@ class Reach:
     doubling_interval: tuple[float, float]
 
 
+def load_hpcg() -> list:
+    """The HPCG #1 history of the brain chapter (book/data_files/brain_hpcg_top1.csv), which pred-9 and
+    pred-10 read: the forecasts chapter builds on the brain chapter's public data, not on its notebook."""
+    from book.chapters import brain
+
+    return brain.load_top1(benchmark="HPCG")
+
+
 def reach_year(entries: Sequence[Any], target: float = BRAIN_FLOPS, *, n_boot: int = 2000, seed: int = 0,
                block: int = 4, level: float = 0.9) -> tuple[Any, Reach]:
     """brain-9's fit (book.chapters.brain.fit_doubling_time, block bootstrap) re-read as a forecast of the year."""
