@@ -19,6 +19,7 @@ phase it is in and however the launcher ends (closed, crashed, SIGKILLed):
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
@@ -194,6 +195,9 @@ def _entry(rank: int, world_size: int, tasks, done, port: int, backend: str, dev
            outdir: str, threads: int, timeout_s: float, launcher_pid: int, death_signal: bool) -> None:
     """Each spawned process: join the group, then run the tasks the pool sends until told to stop.
     A task's result goes to a file (no pipe to fill up); its failure goes back as a traceback."""
+    # Ctrl-C (a terminal's, or Jupyter's interrupt, sent to the whole process group) is the
+    # launcher's to handle: it ends the pool, so a worker prints no KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_launcher(launcher_pid, outdir, death_signal)
     torch.set_num_threads(threads)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback: the launch is on one machine
@@ -219,9 +223,25 @@ def _entry(rank: int, world_size: int, tasks, done, port: int, backend: str, dev
                 done.put((number, rank, None))
             except BaseException:
                 done.put((number, rank, traceback.format_exc()))
-                raise  # the pool ends every worker; peers blocked in a collective are terminated
+                # the launcher reports this traceback once (WorkerFailed) and ends every worker
+                # (peers blocked in a collective are terminated); exit without printing it again
+                sys.exit(1)
     finally:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_child(main_thread: bool):
+    """A process started in this block inherits SIGINT ignored, so a Ctrl-C while it is still
+    importing torch gives no traceback either (the launcher's own handler is back right after)."""
+    if not main_thread:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Pool:
@@ -276,7 +296,8 @@ class Pool:
                 p = ctx.Process(target=_entry, daemon=True, args=(
                     rank, self.world_size, self._queues[rank], self._done, self.port, self.backend,
                     self.device, self._outdir, self.threads, self.timeout_s, os.getpid(), death_signal))
-                p.start()
+                with _sigint_ignored_by_child(death_signal):
+                    p.start()
                 self._processes.append(p)
         except BaseException:
             self.close(graceful=False)
