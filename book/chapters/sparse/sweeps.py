@@ -13,8 +13,8 @@ The plans (`training.FULL_PLAN`, the specialization study) publish their rows to
 evidence `results/sparse/<plan>.json` as they finish (`publish`), with a description that says which
 runs stand behind the file, which are still missing, and the command that continues the sweep:
 
-    python -m book.chapters.sparse --plan lenet300 --seeds 0          # one process per seed list
-    python -m book.chapters.sparse --plan specialization
+    python -m book.chapters.sparse --plan lenet300:0,1 ablation specialization lenet300 lenet5
+    python -m book.chapters.sparse --publish lenet300
     python -m book.chapters.sparse --model lenet300 --epochs 3 --densities 0.1 --out runs.json
 """
 from __future__ import annotations
@@ -198,13 +198,16 @@ def run_sweep(cfgs: list[RunConfig], out: Path, *, checkpoints: Path | None = No
 # The plans behind the committed evidence, and publishing them
 # ----------------------------------------------------------------------------------------------
 def plan_configs(name: str) -> list[RunConfig]:
+    """The runs of a plan, density by density (all seeds of a density, then the next: the verdicts
+    want both seeds of a density before a third density)."""
     if name == "specialization":
         p = SPECIALIZATION_PLAN
-        return configs("lenet5", p["densities"], p["seeds"], p["epochs"])
+        return [c for d in p["densities"] for c in configs("lenet5", [d], p["seeds"], p["epochs"])]
     found = []
     for spec in FULL_PLAN[name]:
         fixed = {k: spec[k] for k in ("growth", "redistribution") if k in spec}
-        found += configs(spec["model"], spec["densities"], spec["seeds"], spec["epochs"], **fixed)
+        found += [c for d in spec["densities"]
+                  for c in configs(spec["model"], [d], spec["seeds"], spec["epochs"], **fixed)]
     return found
 
 
@@ -237,13 +240,33 @@ def _describe(name: str, rows: list[dict[str, Any]], missing: list[RunConfig]) -
     return text
 
 
-def publish(name: str, work_dir: Path = WORK_DIR) -> Path | None:
+# A plan's file is replaced once every density (and variant) of it has this many seeds finished: the
+# chapter's paired comparisons need matching seeds; LeNet-5-Caffe's runs are published as they land
+# (the chapter says how many runs stand behind each of its rows).
+PUBLISH_MIN_SEEDS = {"lenet300": 2, "ablation": 5, "specialization": 3, "lenet5": 0}
+
+
+def publish(name: str, work_dir: Path = WORK_DIR, *, force: bool = False) -> Path | None:
     """Store the finished runs of plan `name` as results/sparse/<name>.json (replacing what the file
-    held), with provenance; None when none has finished."""
+    held), with provenance, once every density has PUBLISH_MIN_SEEDS[name] seeds (any number with
+    `force`); None when it does not publish."""
+    out = work_file(name, work_dir)
+    with _locked(out.with_name(out.name + ".lock")):   # two processes publishing: the later sees all rows
+        return _publish(name, read_rows(out), force=force)
+
+
+def _publish(name: str, rows: list[dict[str, Any]], force: bool = False) -> Path | None:
     planned = plan_configs(name)
     keys = {run_key(c) for c in planned}
-    rows = [r for r in read_rows(work_file(name, work_dir)) if run_key(r) in keys]
+    rows = [r for r in rows if run_key(r) in keys]
     if not rows:
+        return None
+    seeds_per_group: dict[tuple, int] = {}
+    for c in planned:
+        seeds_per_group.setdefault(run_key(c)[:2] + run_key(c)[4:], 0)
+    for r in rows:
+        seeds_per_group[run_key(r)[:2] + run_key(r)[4:]] += 1
+    if not force and min(seeds_per_group.values()) < PUBLISH_MIN_SEEDS[name]:
         return None
     done = {run_key(r) for r in rows}
     missing = [c for c in planned if run_key(c) not in done]
@@ -282,25 +305,42 @@ def run_specialization_one(cfg: RunConfig, data: MnistData, out: Path, *, device
 
 
 def run_plan(name: str, *, seeds=None, densities=None, device: str = "cpu", work_dir: Path = WORK_DIR,
-             log=print, publish_each: bool = True) -> None:
+             log=print, publish_each: bool = True, data: MnistData | None = None) -> None:
     """Run (or continue) the plan `name`, restricted to `seeds`/`densities` when given; publishes the
     committed evidence after each finished run."""
     cfgs = [c for c in plan_configs(name) if (seeds is None or c.seed in seeds)
             and (densities is None or any(abs(c.density - d) < 1e-12 for d in densities))]
     out = work_file(name, work_dir)
-    after = (lambda: log(f"published {publish(name, work_dir)}")) if publish_each else None
+    def after() -> None:
+        path = publish(name, work_dir)
+        log(f"published {path}" if path else f"{name}: not published yet (a density has fewer than "
+            f"{PUBLISH_MIN_SEEDS[name]} seeds finished)")
+    after = after if publish_each else None
+    data = data if data is not None else MnistData.load(device)
     if name == "specialization":
-        data, origin = MnistData.load(device), process_provenance(device)
+        origin = process_provenance(device)
         for cfg in cfgs:
             if run_specialization_one(cfg, data, out, device=device, origin=origin, log=log) and after:
                 after()
         return
-    run_sweep(cfgs, out, checkpoints=Path(work_dir) / "checkpoints", device=device, log=log, after_each=after)
+    run_sweep(cfgs, out, checkpoints=Path(work_dir) / "checkpoints", device=device, log=log, after_each=after,
+              data=data)
+
+
+def parse_plan(text: str) -> tuple[str, list[int] | None]:
+    """`NAME` or `NAME:SEED,SEED` (a plan restricted to some seeds)."""
+    name, _, seeds = text.partition(":")
+    if name not in PLANS:
+        raise argparse.ArgumentTypeError(f"no plan {name!r}: one of {', '.join(PLANS)}")
+    return name, [int(x) for x in seeds.split(",")] if seeds else None
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m book.chapters.sparse", description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", choices=PLANS, help="run or continue a committed plan (results/sparse/PLAN.json)")
+    parser.add_argument("--plan", type=parse_plan, nargs="+",
+                        help="run or continue committed plans, in order, in this one process: NAME or "
+                             f"NAME:SEED,SEED, NAME one of {', '.join(PLANS)} (results/sparse/NAME.json); "
+                             "processes started with the same plans share the runs")
     parser.add_argument("--publish", choices=PLANS, help="only re-publish a plan's finished runs")
     parser.add_argument("--model", default="lenet300", choices=sorted(MODELS))
     parser.add_argument("--densities", type=float, nargs="+")
@@ -320,11 +360,13 @@ def main(argv: list[str] | None = None) -> None:
     if numerics.enabled() and not numerics.in_force():
         numerics.check_in_force()
     if args.publish:
-        log(f"published {publish(args.publish, Path(args.work_dir))}")
+        log(f"published {publish(args.publish, Path(args.work_dir), force=True)}")
     elif args.plan:
-        log(f"plan {args.plan}: {shlex.join(['python', '-m', 'book.chapters.sparse', *(sys.argv[1:] if argv is None else argv)])}")
-        run_plan(args.plan, seeds=args.seeds, densities=args.densities, device=args.device,
-                 work_dir=Path(args.work_dir), log=log)
+        log(f"plans {[n for n, _ in args.plan]}: {shlex.join(['python', '-m', 'book.chapters.sparse', *(sys.argv[1:] if argv is None else argv)])}")
+        data = MnistData.load(args.device)
+        for name, seeds in args.plan:
+            run_plan(name, seeds=seeds or args.seeds, densities=args.densities, device=args.device,
+                     work_dir=Path(args.work_dir), log=log, data=data)
     else:
         if not args.out:
             parser.error("give --plan NAME, --publish NAME, or --out FILE for an ad hoc sweep")

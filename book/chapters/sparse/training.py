@@ -331,7 +331,7 @@ def rerun_evidence(name: str, device: str = "cpu", work_dir: str | None = None) 
 
     folder = Path(work_dir) if work_dir else sweeps.WORK_DIR
     sweeps.run_plan(name, device=device, work_dir=folder, publish_each=False)
-    return sweeps.publish(name, folder)
+    return sweeps.publish(name, folder, force=True)
 
 
 def specialization_description() -> str:
