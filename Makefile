@@ -4,9 +4,20 @@
 # Both create the virtual environment .venv in the repository on first use.
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
-SHARED_MNIST ?= ../shared/data/mnist
 ARGS ?=
+# SYSTEM=1: use the machine's own python as it is (a GPU runner or Colab, with its CUDA torch): no
+# virtual environment, only the requirements it lacks are installed (never torch), from BUNDLE (a folder
+# made by `make bundle`: wheels and MNIST) when the machine is offline.
+SYSTEM ?= 0
+BUNDLE ?=
+ifeq ($(SYSTEM),1)
+PY := $(PYTHON)
+SETUP_STAMP := _build/.system-installed
+else
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.installed
+endif
+SHARED_MNIST ?= $(if $(BUNDLE),$(BUNDLE)/mnist,../shared/data/mnist)
 
 export DETTMERS_BOOK_DATA ?= $(CURDIR)/.data
 export BOOK_LEDGER_DIR := $(CURDIR)/_build/ledgers
@@ -14,9 +25,17 @@ export PYTHONHASHSEED := 0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: book test setup data unit notebooks html clean
+.PHONY: book test setup data unit notebooks html clean bundle
 
-setup: $(VENV)/.installed
+setup: $(SETUP_STAMP)
+
+_build/.system-installed: requirements.txt pyproject.toml
+	$(PY) .ci/install_missing.py $(if $(BUNDLE),--bundle "$(BUNDLE)")
+	mkdir -p _build && touch $@
+
+# Wheels of every requirement but torch, and the MNIST files, for an offline GPU machine (SYSTEM=1 BUNDLE=...).
+bundle:
+	$(PYTHON) .ci/install_missing.py --make-bundle _build/bundle
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +82,18 @@ test-gpu: setup data
 # resolve, local MathJax, each chapter ends with its ledger, the scoreboard agrees with the pages.
 check-html: setup
 	BOOK_HTML_DIR="$(CURDIR)/_build/html" $(PY) -m pytest tests/test_rendered.py -p no:cacheprovider -q
+
+.PHONY: pdf linkcheck
+
+# The whole book as one PDF, _build/html/dettmers-book.pdf (linked from the landing page): headless
+# Chromium prints every page of the table of contents, pypdf joins them behind a cover with the
+# contents, one bookmark per page and section. Renders the committed pages first if nothing is built.
+pdf: setup
+	@[ -f _build/html/index.html ] || $(PY) -m book build --no-execute
+	$(PY) -m book.tools.pdf
+
+# Every external link of the rendered book and of the data files' source columns; the report is
+# _build/linkcheck.md, and the command fails when a link is dead (linkcheck.yml runs it weekly).
+linkcheck: setup
+	@[ -f _build/html/index.html ] || $(PY) -m book build --no-execute
+	$(PY) -m book.tools.linkcheck

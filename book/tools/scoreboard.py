@@ -125,10 +125,12 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
     lines = ["# Scoreboard", "",
              f"Every claim of every post (the catalogue: [`book/claims.md`]({_claims_url()})), one line "
              "each, with the verdict its chapter page shows — what the posts got wrong first, apart from "
-             "what this book could not decide or could not test. Click a claim for its evidence.", ""]
-    lines += legend_lines() + ["", "## Counts", ""]
-    head = "| chapter | page | " + " | ".join(pages_short(f) for f in FAMILY_ORDER) + " | not run |"
-    lines += [head, "|---|---|" + "---:|" * (len(FAMILY_ORDER) + 1)]
+             "what this book could not decide or could not test. Click a claim for its evidence; the "
+             "[status page](status.md) says which run (mode, device, date) each chapter page shows.", ""]
+    lines += [":::{dropdown} What the verdicts mean, and the rule they follow", ""] + legend_lines() + [":::",
+                                                                                                  "", "## Counts", ""]
+    head = "| chapter | " + " | ".join(pages_short(f) for f in FAMILY_ORDER) + " | not run |"
+    lines += [head, "|---|" + "---:|" * (len(FAMILY_ORDER) + 1)]
     totals = {f: 0 for f in FAMILY_ORDER}
     not_run_total = 0
     grouped: dict[str, list[str]] = {f: [] for f in FAMILY_ORDER + ("not-run",)}
@@ -142,8 +144,7 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
         for f in FAMILY_ORDER:
             totals[f] += counts[f]
         not_run_total += len(missing)
-        page = f"{led['mode']}, {led['device']}" if led else "–"
-        lines.append(f"| {link} | {page} | " + " | ".join(str(counts[f]) for f in FAMILY_ORDER)
+        lines.append(f"| {link} | " + " | ".join(str(counts[f]) for f in FAMILY_ORDER)
                      + f" | {len(missing)} |")
         for cid in ids:
             row = rows.get(cid)
@@ -152,7 +153,7 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
             else:
                 fam = pages.family_of(row)
                 grouped[fam].append(_row(row, led, name, fam))
-    lines.append("| **total** | | " + " | ".join(f"**{totals[f]}**" for f in FAMILY_ORDER)
+    lines.append("| **total** | " + " | ".join(f"**{totals[f]}**" for f in FAMILY_ORDER)
                  + f" | **{not_run_total}** |")
     for fam in FAMILY_ORDER:
         if not grouped[fam]:
