@@ -242,12 +242,22 @@ def compare_fingerprint(measured: dict[str, str] | None = None) -> list[str]:
 def comparison() -> str:
     """Which nbval comparison this machine gets: 'exact' on x86-64 under the profile (where a family
     that still differs fails the fingerprint test, naming it, rather than masking it silently),
-    'device' on every other machine (another CPU architecture, the profile switched off, a GPU run).
+    'device' on every other machine (another CPU architecture, the profile switched off, a GPU present).
     ``BOOK_COMPARISON=exact|device`` forces one."""
     forced = os.environ.get("BOOK_COMPARISON")
     if forced in ("exact", "device"):
         return forced
-    return "exact" if enabled() else "device"
+    return "exact" if enabled() and not gpu_present() else "device"
+
+
+def gpu_present() -> bool:
+    """A CUDA GPU the chapters' DEVICE="auto" would pick: their float bits then differ from the CPU's."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 def write_fingerprint() -> dict[str, Any]:
