@@ -360,3 +360,47 @@ def specialization_runs(densities: list[float], seeds: list[int], epochs: int, d
             if bar is not None:
                 bar.update(1)
     return rows
+
+
+def plot_error_vs_density(axes, runs_by_net: dict[str, list[dict[str, Any]]],
+                          published_sm: dict[str, list], methods: dict[str, list],
+                          titles: dict[str, str]) -> None:
+    """One panel per net: this book's runs (each seed a point, the seed mean a line, dense a
+    horizontal line), the paper's published sparse-momentum curve (mean ± SE) and the published
+    compression methods, test error (%) against density (% of weights, log axis)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    for ax, (net, runs) in zip(axes, runs_by_net.items()):
+        sparse = [r for r in runs if r["density"] < 1]
+        dense = [100 * r["test_error"] for r in runs if r["density"] >= 1]
+        epochs = "/".join(map(str, sorted({r["epochs"] for r in runs}))) or "no"
+        label = "this book"
+        if sparse:
+            ax.plot([100 * r["density"] for r in sparse], [100 * r["test_error"] for r in sparse],
+                    "o", ms=4, color="C0", alpha=0.8, label=f"{label}: each seed")
+            ds = sorted({r["density"] for r in sparse})
+            means = [100 * float(np.mean([r["test_error"] for r in sparse if r["density"] == d]))
+                     for d in ds]
+            ax.plot([100 * d for d in ds], means, "-", lw=1.2, color="C0")
+        if dense:
+            ax.axhline(float(np.mean(dense)), color="C0", ls="--", lw=1.2,
+                       label=f"{label}: dense (mean)")
+        pub = published_sm.get(net, [])
+        if pub:
+            ax.errorbar([p.density for p in pub], [p.error for p in pub],
+                        yerr=[p.se or 0 for p in pub], fmt="s-", ms=3.5, lw=1, capsize=2,
+                        color="C1", label="paper: sparse momentum")
+        other = methods.get(net, [])
+        if other:
+            ax.plot([m.density for m in other], [m.error for m in other], "x", ms=5, color="0.35",
+                    label="paper's table: compression methods")
+        ax.set_xscale("log")
+        ticks = [0.5, 1, 2, 5, 10, 20, 100]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("density (% of weights)")
+        ax.set_title(f"{titles.get(net, net)}\n(this book: {len(runs)} runs of {epochs} epochs)",
+                     fontsize=10)
+        ax.tick_params(labelsize=9)
+    axes[0].set_ylabel("test error (%)")

@@ -1,10 +1,10 @@
 """Which committed runs stand behind a verdict: the paper's budget, counted from the evidence file.
 
-The paper trains its MNIST nets for 100 epochs (60,000 iterations with two learning-rate drops). A claim
-about trained nets takes its verdict from runs of that length only, and only once every density it
-needs has `SEEDS_NEEDED` seeds; until then the row says how many runs there are and what is missing.
-Nothing here hard-codes a count: the functions read whatever rows the evidence file holds, so the
-verdicts move by themselves when the sweep adds runs.
+The paper trains its MNIST nets for 100 epochs (60,000 iterations with two learning-rate drops).
+A claim about trained nets takes its verdict from runs of that length only, and only once every
+density it needs has `SEEDS_NEEDED` seeds; until then the row says how many runs there are and what
+is missing. Nothing here hard-codes a count: the functions read whatever rows the evidence file
+holds, so the verdicts move by themselves when the sweep adds runs.
 """
 from __future__ import annotations
 
@@ -38,14 +38,16 @@ def seeds_at(runs: Iterable[dict[str, Any]]) -> dict[float, list[int]]:
     return {d: sorted(s) for d, s in sorted(out.items(), reverse=True)}
 
 
-def complete(runs: Sequence[dict[str, Any]], densities: Iterable[float], seeds: int = SEEDS_NEEDED) -> bool:
+def complete(runs: Sequence[dict[str, Any]], densities: Iterable[float],
+             seeds: int = SEEDS_NEEDED) -> bool:
     have = seeds_at(runs)
     return all(len(have.get(_key(d), [])) >= seeds for d in densities)
 
 
 def errors_at(runs: Iterable[dict[str, Any]], density: float) -> list[float]:
     """Test errors (fractions) of the runs at `density`, in seed order, one per seed."""
-    by_seed = {int(r["seed"]): float(r["test_error"]) for r in runs if _key(r["density"]) == _key(density)}
+    by_seed = {int(r["seed"]): float(r["test_error"]) for r in runs
+               if _key(r["density"]) == _key(density)}
     return [by_seed[s] for s in sorted(by_seed)]
 
 
@@ -58,7 +60,8 @@ def mean_se(errors: Sequence[float]) -> tuple[float, float]:
 
 
 def describe(runs: Sequence[dict[str, Any]], model: str, epochs: int = PAPER_EPOCHS) -> str:
-    """'LeNet-5-Caffe, 100 epochs: 3 runs (density 1: seeds [0, 1]; 0.2: seeds [0])' or 'no runs'."""
+    """'LeNet-5-Caffe, 100 epochs: 3 runs (density 1: seeds [0, 1]; 0.2: seeds [0])', or
+    '..., 100 epochs: no runs'."""
     have = seeds_at(runs)
     title = TITLES.get(model, model)
     if not have:
@@ -76,7 +79,8 @@ def missing(runs: Sequence[dict[str, Any]], model: str, densities: Iterable[floa
     if not short:
         return ""
     where = ", ".join(f"{d:g} ({n} more)" for d, n in short)
-    return f"{epochs}-epoch {TITLES.get(model, model)} runs, {seeds} seeds per density: at density {where}"
+    return (f"{epochs}-epoch {TITLES.get(model, model)} runs, {seeds} seeds per density: "
+            f"at density {where}")
 
 
 def match_test(runs: Sequence[dict[str, Any]], sparse_density: float, *, sigmas: float = 2.0,
@@ -96,7 +100,8 @@ def match_test(runs: Sequence[dict[str, Any]], sparse_density: float, *, sigmas:
 def error_curve(runs: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Densities (%) below 100 and their mean errors (%), in increasing density."""
     have = sorted(d for d in seeds_at(runs) if d < 1)
-    return (np.array([100 * d for d in have]), np.array([100 * mean_se(errors_at(runs, d))[0] for d in have]))
+    means = [100 * mean_se(errors_at(runs, d))[0] for d in have]
+    return np.array([100 * d for d in have]), np.array(means)
 
 
 def error_at_density(runs: Sequence[dict[str, Any]], density_pct: float) -> float | None:
@@ -113,10 +118,12 @@ def compare_with_methods(runs: Sequence[dict[str, Any]], methods) -> list[dict[s
     out = []
     for m in methods:
         ours = error_at_density(runs, m.density)
-        out.append({"method": f"{m.method} ({m.author})", "density": m.density, "published": m.error,
-                    "ours": ours, "beats": None if ours is None else bool(ours < m.error)})
+        out.append({"method": f"{m.method} ({m.author})", "density": m.density,
+                    "published": m.error, "ours": ours,
+                    "beats": None if ours is None else bool(ours < m.error)})
     return out
 
 
-__all__ = ["PAPER_EPOCHS", "SEEDS_NEEDED", "paper_runs", "seeds_at", "complete", "errors_at", "mean_se",
-           "describe", "missing", "match_test", "error_curve", "error_at_density", "compare_with_methods"]
+__all__ = ["PAPER_EPOCHS", "SEEDS_NEEDED", "paper_runs", "seeds_at", "complete", "errors_at",
+           "mean_se", "describe", "missing", "match_test", "error_curve", "error_at_density",
+           "compare_with_methods"]

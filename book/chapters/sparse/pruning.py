@@ -1,4 +1,5 @@
-"""The compression baseline the post compares with, written here: Han et al.'s (2015) magnitude pruning.
+"""The compression baseline the post compares with, written here: Han et al.'s (2015) magnitude
+pruning.
 
 Han, Pool, Tran & Dally, "Learning both Weights and Connections for Efficient Neural Networks"
 (NeurIPS 2015) in three steps, repeated:
@@ -13,7 +14,8 @@ Han, Pool, Tran & Dally, "Learning both Weights and Connections for Efficient Ne
 Sparse momentum (`algorithm`) never trains the dense net; the post's point is that it still beats
 such compression methods. `compare` trains both on MNIST with the same number of epochs.
 
-Command line (the committed evidence `results/sparse/pruning.json`, about 5 minutes a seed on one core)::
+Command line (the committed evidence `results/sparse/pruning.json`, about 5 minutes a seed on one
+core)::
 
     python -m book.chapters.sparse.pruning --seeds 0 1
 """
@@ -27,7 +29,8 @@ import torch
 import torch.nn as nn
 
 from book.chapters.sparse.algorithm import prunable_layers
-from book.chapters.sparse.training import MnistData, RunConfig, finetune_with_masks, test_error, train
+from book.chapters.sparse.training import (MnistData, RunConfig, finetune_with_masks, test_error,
+                                           train)
 
 
 @torch.no_grad()
@@ -95,7 +98,8 @@ def han_pruning(cfg: PruningConfig, data: MnistData, *, device: torch.device | s
     """Train dense, then prune and retrain `rounds` times down to `cfg.density`."""
     start = time.perf_counter()
     dense = train(RunConfig(model=cfg.model, density=1.0, epochs=cfg.dense_epochs, seed=cfg.seed,
-                            train_subset=cfg.train_subset, test_subset=cfg.test_subset), data, device=device)
+                            train_subset=cfg.train_subset, test_subset=cfg.test_subset),
+                  data, device=device)
     model = dense.model
     n_test = cfg.test_subset or len(data.x_test)
     x_test, y_test = data.x_test[:n_test], data.y_test[:n_test]
@@ -108,23 +112,27 @@ def han_pruning(cfg: PruningConfig, data: MnistData, *, device: torch.device | s
             one_shot = pruned
         finetune_with_masks(model, masks, data, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr,
                             subset=cfg.train_subset, seed=cfg.seed + 1 + r)
-        rounds.append({"density": d, "error_pruned": pruned, "error_retrained": test_error(model, x_test, y_test)})
+        rounds.append({"density": d, "error_pruned": pruned,
+                       "error_retrained": test_error(model, x_test, y_test)})
         if progress is not None:
             progress(f"round {r + 1}: density {d:.3f}")
     total = sum(int(m.numel()) for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())
     return {"config": asdict(cfg), "epochs": cfg.epochs, "dense_error": dense.test_error,
-            "one_shot_error": one_shot, "test_error": rounds[-1]["error_retrained"], "rounds": rounds,
-            "density": kept / total, "layer_density": {n: float(m.float().mean()) for n, m in masks.items()},
+            "one_shot_error": one_shot, "test_error": rounds[-1]["error_retrained"],
+            "rounds": rounds, "density": kept / total,
+            "layer_density": {n: float(m.float().mean()) for n, m in masks.items()},
             "model": model, "masks": masks, "seconds": time.perf_counter() - start}
 
 
-def compare(cfg: PruningConfig, data: MnistData, *, device: torch.device | str = "cpu") -> dict[str, Any]:
+def compare(cfg: PruningConfig, data: MnistData, *,
+            device: torch.device | str = "cpu") -> dict[str, Any]:
     """Han et al.'s pruning and sparse momentum at the same density, seed and number of epochs."""
     pruned = han_pruning(cfg, data, device=device)
     start = time.perf_counter()
-    momentum = train(RunConfig(model=cfg.model, density=cfg.density, epochs=cfg.epochs, seed=cfg.seed,
-                               train_subset=cfg.train_subset, test_subset=cfg.test_subset), data, device=device)
+    momentum = train(RunConfig(model=cfg.model, density=cfg.density, epochs=cfg.epochs,
+                               seed=cfg.seed, train_subset=cfg.train_subset,
+                               test_subset=cfg.test_subset), data, device=device)
     row = {k: v for k, v in pruned.items() if k not in ("model", "masks")}
     row.update({"sparse_momentum_error": momentum.test_error,
                 "sparse_momentum_density": momentum.sparse.total_density(),
@@ -142,8 +150,9 @@ def _main(argv: list[str] | None = None) -> None:
     from book.core import evidence
 
     parser = argparse.ArgumentParser(prog="python -m book.chapters.sparse.pruning",
-                                     description="Han et al.'s pruning beside sparse momentum on MNIST "
-                                                 "(LeNet-300-100, 8 %); writes results/sparse/pruning.json")
+                                     description="Han et al.'s pruning beside sparse momentum on "
+                                                 "MNIST (LeNet-300-100, 8 %); writes "
+                                                 "results/sparse/pruning.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--density", type=float, default=0.08)
     args = parser.parse_args(argv)
@@ -154,13 +163,15 @@ def _main(argv: list[str] | None = None) -> None:
         rows.append(compare(PruningConfig(density=args.density, seed=seed, **FULL), data))
         print(f"seed {seed}: pruning {rows[-1]['test_error']:.4f}, sparse momentum "
               f"{rows[-1]['sparse_momentum_error']:.4f}", flush=True)
-    description = (f"LeNet-300-100 at density {args.density:g}, seeds {args.seeds}: Han et al.'s pruning "
-                   f"({FULL['dense_epochs']} dense epochs, {FULL['rounds']} prune/retrain rounds of "
-                   f"{FULL['retrain_epochs']} epochs at lr 0.01) and sparse momentum trained for the same "
-                   f"{PruningConfig(**FULL).epochs} epochs, all 60,000 MNIST images, 1 torch thread")
+    description = (f"LeNet-300-100 at density {args.density:g}, seeds {args.seeds}: Han et al.'s "
+                   f"pruning ({FULL['dense_epochs']} dense epochs, {FULL['rounds']} prune/retrain "
+                   f"rounds of {FULL['retrain_epochs']} epochs at lr 0.01) and sparse momentum "
+                   f"trained for the same {PruningConfig(**FULL).epochs} epochs, all 60,000 MNIST "
+                   f"images, 1 torch thread")
     seeds = " ".join(map(str, args.seeds))
     path = evidence.save("sparse", "pruning", {"description": description, "rows": rows},
-                         command=f"python -m book.chapters.sparse.pruning --seeds {seeds} --density {args.density:g}",
+                         command=f"python -m book.chapters.sparse.pruning --seeds {seeds} "
+                                 f"--density {args.density:g}",
                          wall_s=time.perf_counter() - start)
     print(f"wrote {path}")
 

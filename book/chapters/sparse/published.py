@@ -1,8 +1,8 @@
 """Published numbers the chapter compares with, each with its source (facts, not code).
 
-- `MNIST_METHODS`: the MNIST comparison the post shows as an image ("Sparse Momentum results compared
-  to neural network compression methods on MNIST"): test error (%) and density (%) of each method,
-  from the data files of the paper's own repository, one per net;
+- `MNIST_METHODS`: the MNIST comparison the post shows as an image ("Sparse Momentum results
+  compared to neural network compression methods on MNIST"): test error (%) and density (%) of each
+  method, from the data files of the paper's own repository, one per net;
 - `PAPER_SPARSE_MOMENTUM`: the paper's sparse-momentum points on the same plot (mean error % and its
   standard error over seeds);
 - `HAN_2015`: Han, Pool, Tran & Dally (2015), Table 1 (the method `pruning` implements);
@@ -17,7 +17,8 @@ MNIST_SOURCES = {
     "lenet300": f"{REPO}/blob/master/results/MNIST_compression_comparison_lenet300-100.csv",
     "lenet5": f"{REPO}/blob/master/results/MNIST_compression_comparison_lenet5.csv",
 }
-PAPER = "Dettmers & Zettlemoyer (2019), Sparse Networks from Scratch, https://arxiv.org/abs/1907.04840"
+PAPER = ("Dettmers & Zettlemoyer (2019), Sparse Networks from Scratch, "
+         "https://arxiv.org/abs/1907.04840")
 HAN_SOURCE = ("Han, Pool, Tran & Dally (2015), Learning both Weights and Connections for Efficient "
               "Neural Networks, NeurIPS, Table 1, https://arxiv.org/abs/1506.02626")
 # How the paper estimated its sparse speed-ups: each convolution's dense forward time scaled by
@@ -89,12 +90,15 @@ Sparse Momentum, Dettmers 2019, 8, 0.645, 0.019
 Sparse Momentum, Dettmers 2019, 9.3, 0.642, 0.03
 """
 _ALL = {"lenet300": _rows(_LENET300), "lenet5": _rows(_LENET5)}
-MNIST_METHODS = {net: [r for r in rows if r.method != "Sparse Momentum"] for net, rows in _ALL.items()}
-PAPER_SPARSE_MOMENTUM = {net: [r for r in rows if r.method == "Sparse Momentum"] for net, rows in _ALL.items()}
-# Han et al. 2015, Table 1: both nets pruned 12x (1/12 = 8.3 % of the weights kept), LeNet-300-100 at
-# 1.59 % test error, LeNet-5 at 0.77 %
+MNIST_METHODS = {net: [r for r in rows if r.method != "Sparse Momentum"]
+                 for net, rows in _ALL.items()}
+PAPER_SPARSE_MOMENTUM = {net: [r for r in rows if r.method == "Sparse Momentum"]
+                         for net, rows in _ALL.items()}
+# Han et al. 2015, Table 1: both nets pruned 12x (1/12 = 8.3 % of the weights kept),
+# LeNet-300-100 at 1.59 % test error, LeNet-5 at 0.77 %
 HAN_2015 = {"lenet300": Published("Learn weights&connections", "Han 2015", 100 / 12, 1.59),
             "lenet5": Published("Learn weights&connections", "Han 2015", 100 / 12, 0.77)}
 
-__all__ = ["Published", "MNIST_METHODS", "PAPER_SPARSE_MOMENTUM", "HAN_2015", "MNIST_SOURCES", "PAPER",
-           "HAN_SOURCE", "SPEEDUP_RECIPE_SOURCE", "MOMENTUM_SOURCE", "CIFAR_SOURCE", "IMAGENET_SOURCE"]
+__all__ = ["Published", "MNIST_METHODS", "PAPER_SPARSE_MOMENTUM", "HAN_2015", "MNIST_SOURCES",
+           "PAPER", "HAN_SOURCE", "SPEEDUP_RECIPE_SOURCE", "MOMENTUM_SOURCE", "CIFAR_SOURCE",
+           "IMAGENET_SOURCE"]

@@ -1,0 +1,57 @@
+"""book.chapters.sparse.budget and brain_gap: verdict inputs read from the evidence, the brain's
+ratio."""
+import book  # noqa: F401  (the numerics profile, before torch)
+
+import math
+
+import pytest
+
+from book.chapters.sparse import brain_gap, budget, published
+
+
+def _run(model, density, seed, err, epochs=100, **kw):
+    return {"model": model, "density": density, "seed": seed, "epochs": epochs,
+            "test_error": err, **kw}
+
+
+def test_only_full_algorithm_runs_at_the_paper_budget_count_and_more_runs_are_picked_up():
+    runs = [_run("lenet5", 1.0, 0, 0.008), _run("lenet5", 0.2, 0, 0.0075),
+            _run("lenet5", 0.2, 1, 0.0077, epochs=20), _run("lenet300", 0.2, 0, 0.013),
+            _run("lenet5", 0.2, 1, 0.02, growth="random")]
+    five = budget.paper_runs(runs, "lenet5")
+    assert budget.seeds_at(five) == {1.0: [0], 0.2: [0]}
+    assert not budget.complete(five, [1.0, 0.2])
+    assert budget.missing(five, "lenet5", [1.0, 0.2]) == (
+        "100-epoch LeNet-5-Caffe runs, 2 seeds per density: at density 1 (1 more), 0.2 (1 more)")
+    grown = runs + [_run("lenet5", 1.0, 1, 0.0084), _run("lenet5", 0.2, 1, 0.0079)]
+    five = budget.paper_runs(grown, "lenet5")
+    assert budget.complete(five, [1.0, 0.2]) and budget.missing(five, "lenet5", [1.0, 0.2]) == ""
+    assert budget.describe(five, "lenet5").startswith("LeNet-5-Caffe, 100 epochs: 4 runs")
+    t = budget.match_test(five, 0.2)
+    assert t["ok"] and t["seeds"] == (2, 2) and t["diff"] == pytest.approx(0.0077 - 0.0082)
+
+
+def test_match_test_fails_a_clearly_worse_sparse_net():
+    runs = [_run("x", 1.0, s, 0.010) for s in (0, 1)] + [_run("x", 0.2, s, 0.020) for s in (0, 1)]
+    assert not budget.match_test(runs, 0.2)["ok"]
+
+
+def test_methods_are_compared_at_their_density_without_extrapolation():
+    runs = [_run("m", d, s, e) for s in (0, 1) for d, e in ((0.01, 0.03), (0.1, 0.01), (1.0, 0.01))]
+    assert budget.error_at_density(runs, 1.0) == pytest.approx(3.0)
+    assert budget.error_at_density(runs, math.sqrt(10)) == pytest.approx(2.0)  # halfway in log
+    assert budget.error_at_density(runs, 0.5) is None and budget.error_at_density(runs, 20) is None
+    rows = budget.compare_with_methods(runs, published.MNIST_METHODS["lenet300"])
+    assert {r["beats"] for r in rows} <= {True, False, None}
+
+
+def test_the_brain_number_is_the_brain_chapters_and_the_gpus_are_2019s():
+    from book.chapters import brain
+
+    assert brain_gap.BRAIN_CHAPTER_FLOPS == pytest.approx(brain.lnp_flops(), rel=1e-9)
+    assert brain_gap.BRAIN_POST_2015_FLOPS == brain.POST["estimate"].value
+    gpus = brain_gap.gpus_by()
+    assert gpus and all(g["date"] <= "2019-07" for g in gpus)
+    assert "V100 SXM2" in {g["gpu"] for g in gpus}
+    gap = brain_gap.brain_to_gpu()
+    assert 1e6 < gap["low"] <= gap["high"] < 1e8   # ~1e7, two orders below the post's 1e9
