@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from book.core import verdicts
 from book.core.registry import DATA_FILES
 
 DATA_DIR = DATA_FILES
@@ -550,7 +551,7 @@ def reach_year(entries: Sequence[Any], target: float = BRAIN_FLOPS, *, n_boot: i
 # Figures
 # --------------------------------------------------------------------------------------------
 
-OUTCOME_COLOURS = {"came-true": "#1a7f37", "partly": "#bf8700", "not-yet-due": "#6e7781", "wrong": "#cf222e"}
+OUTCOME_COLOURS = {name: verdicts.COLOURS[name] for name in verdicts.FORECAST_VERDICTS}  # one place: book.core.verdicts
 STATUS_MARKERS = {"met": "o", "late": "s", "failed": "X", "pending": "d"}
 
 
