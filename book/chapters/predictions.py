@@ -551,7 +551,8 @@ def reach_year(entries: Sequence[Any], target: float = BRAIN_FLOPS, *, n_boot: i
 # Figures
 # --------------------------------------------------------------------------------------------
 
-OUTCOME_COLOURS = {name: verdicts.COLOURS[name] for name in verdicts.FORECAST_VERDICTS}  # one place: book.core.verdicts
+# the forecast verdicts' colours, from the one place they live (book.core.verdicts)
+OUTCOME_COLOURS = {name: verdicts.COLOURS[name] for name in verdicts.FORECAST_VERDICTS}
 STATUS_MARKERS = {"met": "o", "late": "s", "failed": "X", "pending": "d"}
 
 
