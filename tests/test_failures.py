@@ -29,8 +29,8 @@ from book.core.registry import REPO_ROOT
 OK_BODY = """
 import book
 S = book.start("conv", quick=QUICK, device=DEVICE, seed=SEED)
-for i in range(1, 13):
-    S.ledger.check(f"conv-{i}", post=3, measured=3, fails_if="never")
+for cid in S.ledger.missing():
+    S.ledger.check(cid, post=3, measured=3, fails_if="never")
 S.ledger.finish()
 """
 

@@ -25,8 +25,8 @@ def _notebook(body: str, extra_params: str = "") -> nbformat.NotebookNode:
 LEDGER_BODY = """
 import book
 S = book.start("conv", quick=QUICK, device=DEVICE, seed=SEED, STEPS=(STEPS, int))
-for i in range(1, 13):
-    S.ledger.check(f"conv-{i}", post=STEPS, measured=3)
+for cid in S.ledger.missing():
+    S.ledger.check(cid, post=STEPS, measured=3)
 S.ledger.finish()
 """
 
@@ -78,7 +78,7 @@ def test_run_writes_into_build_never_over_the_source(sandbox, capsys):
     executed = nbformat.read(paths.EXECUTED_DIR / "conv.ipynb", as_version=4)
     assert any("STEPS = 4" in c.source for c in executed.cells)
     ledger = json.loads((paths.LEDGER_DIR / "conv.json").read_text())
-    assert ledger["counts"]["differs"] == 12  # post=STEPS=4 against measured 3
+    assert ledger["counts"]["differs"] == len(ledger["claims"]) > 0  # post=STEPS=4 against measured 3
     assert "conv" in capsys.readouterr().out
 
 

@@ -80,8 +80,6 @@ def exists(chapter: str, name: str) -> bool:
 def save(chapter: str, name: str, data: Any, *, command: str, device: Any = "cpu", wall_s: float | None = None,
          mode: str = "full", note: str = "") -> Path:
     """Write `data` as committed evidence with its provenance (atomically: a killed run leaves the old file)."""
-    from book.core.ledger import _write_atomic
-
     if mode not in ("quick", "full"):
         raise ValueError(f"mode must be 'quick' or 'full', not {mode!r}")
     path = path_of(chapter, name)
@@ -89,7 +87,7 @@ def save(chapter: str, name: str, data: Any, *, command: str, device: Any = "cpu
     provenance.update({"mode": mode, "command": command, "wall_s": None if wall_s is None else round(wall_s, 1)})
     if note:
         provenance["note"] = note
-    _write_atomic(path, json.dumps({"provenance": provenance, "data": data}, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps({"provenance": provenance, "data": data}, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
@@ -100,6 +98,21 @@ def page_notebook(chapter: str) -> Path | None:
 
 
 MANIFEST = "MANIFEST.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a killed run or a full disk never leaves half a
+    file under the real name (nor a temporary file behind)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 SKIPPED_CELL_TAGS = ("injected-parameters", "install")   # cells a page may differ in from its notebook
 
 
@@ -172,7 +185,7 @@ def publish_run(chapter: str, executed_notebook: Path, ledger_json: Path | None 
     the command). Refuses a quick run, a notebook without a finished ledger (an interrupted or failed
     run), and a run whose ledger file `ledger_json` is not the ledger its notebook carries (another
     process wrote it meanwhile): then nothing is stored and results/ is left as it was."""
-    from book.core.ledger import _write_atomic, LEDGER_METADATA_KEY
+    from book.core.ledger import LEDGER_METADATA_KEY
 
     executed_notebook = Path(executed_notebook)
     nb = read_notebook(executed_notebook)
@@ -197,8 +210,8 @@ def publish_run(chapter: str, executed_notebook: Path, ledger_json: Path | None 
                 f"again with nobody else running the chapter")
     folder = RESULTS_DIR / chapter
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / "ledger.json", json.dumps(ledger, indent=1, ensure_ascii=False) + "\n")
-    _write_atomic(folder / f"{chapter}.ipynb", executed_notebook.read_text(encoding="utf-8"))
+    write_atomic(folder / "ledger.json", json.dumps(ledger, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(folder / f"{chapter}.ipynb", executed_notebook.read_text(encoding="utf-8"))
     write_manifest(chapter, command=command)
     return folder
 
@@ -213,7 +226,6 @@ def stored_files(chapter: str) -> list[Path]:
 
 def write_manifest(chapter: str, *, command: str = "") -> Path:
     """results/<chapter>/MANIFEST.json: the sha256 of every stored file, the commit, the command."""
-    from book.core.ledger import _write_atomic
     from book.core.provenance import git_commit
 
     files = {p.name: digest(p) for p in stored_files(chapter)}
@@ -221,7 +233,7 @@ def write_manifest(chapter: str, *, command: str = "") -> Path:
               "files": files, "digest": "sha256 of each file (a notebook: of its JSON with sorted keys, "
                                         "the install cell's source left out)"}
     path = RESULTS_DIR / chapter / MANIFEST
-    _write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return path
 
 

@@ -112,9 +112,9 @@ def own_ledger_counts(notebook: Path, ledger_file: Path) -> dict[str, int]:
     except (OSError, ValueError):
         side = "unreadable"
     if side is None:
-        from book.core.ledger import _write_atomic
+        from book.core.evidence import write_atomic
 
-        _write_atomic(ledger_file, json.dumps(own, indent=1, ensure_ascii=False) + "\n")
+        write_atomic(ledger_file, json.dumps(own, indent=1, ensure_ascii=False) + "\n")
     elif side != own:
         raise ForeignLedger(
             f"{shown(ledger_file)} is not the ledger this run's notebook carries (its output metadata "
