@@ -152,21 +152,20 @@ def install_cell_source(url: str | None = None, extras: tuple[str, ...] = (), br
 import importlib, importlib.util, os, shutil, subprocess, sys, tempfile, warnings
 BOOK_REPOSITORY = {_q(url)}
 BOOK_BRANCH = {_q(branch)}
-BOOK_COMMIT = {_q(commit) if commit else "None"}   # the commit this page's outputs were run from
+BOOK_COMMIT = {_q(commit) if commit else "None"}   # the run behind this page's outputs
 if importlib.util.find_spec("book") is None:
     clone = os.path.abspath({_q(CLONE_DIR)})
     if not os.path.isdir(os.path.join(clone, "book")):
-        fetched = False
-        if BOOK_COMMIT:
-            shutil.rmtree(clone, ignore_errors=True)
-            git = ["git", "-C", clone]
-            fetched = (subprocess.run(["git", "init", "--quiet", clone]).returncode == 0
-                       and subprocess.run(git + ["fetch", "--quiet", "--depth", "1", BOOK_REPOSITORY,
-                                                 BOOK_COMMIT]).returncode == 0
-                       and subprocess.run(git + ["checkout", "--quiet", "FETCH_HEAD"]).returncode == 0)
+        def git(*args):
+            return subprocess.run(["git", *args]).returncode == 0
+        fetched = bool(BOOK_COMMIT) and (
+            git("init", "--quiet", clone)
+            and git("-C", clone, "fetch", "--quiet", "--depth", "1", BOOK_REPOSITORY, BOOK_COMMIT)
+            and git("-C", clone, "checkout", "--quiet", "FETCH_HEAD"))
         if not fetched:
-            warnings.warn(f"the code at commit {{BOOK_COMMIT}} (this page's run) could not be fetched: "
-                          f"using the head of {{BOOK_BRANCH}}, whose code and outputs may differ from the page's")
+            warnings.warn(f"the code at commit {{BOOK_COMMIT}} (this page's run) could not be "
+                          f"fetched: using the head of {{BOOK_BRANCH}}, whose code and outputs may "
+                          "differ from the page's")
             shutil.rmtree(clone, ignore_errors=True)
             subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BOOK_BRANCH,
                             BOOK_REPOSITORY, clone], check=True)
@@ -186,7 +185,8 @@ if importlib.util.find_spec("book") is None:
         constraints = os.path.join(tempfile.gettempdir(), "dettmers-book-held-versions.txt")
         with open(constraints, "w") as f:
             f.write("\\n".join(held) + "\\n")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing, "-c", constraints], check=True)
+        pip = [sys.executable, "-m", "pip", "install", "-q"]
+        subprocess.run(pip + missing + ["-c", constraints], check=True)
     importlib.invalidate_caches()'''
 
 
@@ -246,3 +246,75 @@ def sync_install_cells() -> list[Path]:
                 nbformat.write(nb, path)
                 changed.append(path)
     return changed
+
+
+def check(name: str, out: Path, timeout_s: int = 7200) -> int:
+    """Run chapter `name` as a Colab reader does (colab.yml runs this inside Colab's runtime image):
+    its notebook copied to a scratch folder where `book` is not importable, executed top to bottom
+    (the install cell fetches the code at BOOK_COMMIT and pip-installs what the runtime lacks; then
+    the chapter in QUICK mode, its default). Fails when a cell raises, when the install cell fell back
+    from the page's commit to the branch, or when the ledger is not finished. Returns an exit code."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from book.core.ledger import ledger_from_notebook
+    from book.core.registry import get_chapter
+
+    chapter = get_chapter(name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"colab-{name}-"))
+    notebook = scratch / chapter.notebook.name
+    shutil.copyfile(chapter.notebook, notebook)
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    install = next(c for c in nb["cells"] if INSTALL_TAG in c.get("metadata", {}).get("tags", []))
+    source = "".join(install["source"]) if isinstance(install["source"], list) else install["source"]
+    pinned = re.search(r'^BOOK_COMMIT = "([0-9a-f]{40})"', source, re.M)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BOOK_LEDGER_DIR")}
+    executed = out / chapter.notebook.name
+    cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+           f"--ExecutePreprocessor.timeout={timeout_s}", "--ExecutePreprocessor.kernel_name=python3",
+           "--output", str(executed.resolve()), str(notebook)]
+    print("$ " + " ".join(cmd), flush=True)
+    code = subprocess.call(cmd, cwd=scratch, env=env)
+    problems = []
+    if code != 0:
+        problems.append(f"the notebook failed (exit {code}); its executed copy is {executed}")
+    clone = scratch / CLONE_DIR
+    if pinned and clone.is_dir():
+        head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        if head != pinned.group(1):
+            problems.append(f"the install cell ran {head[:12] or 'no commit'}, not the page's commit "
+                            f"{pinned.group(1)[:12]} (not pushed?)")
+    elif not pinned:
+        problems.append("the install cell pins no commit: run python -m book sync-install")
+    if code == 0 and executed.exists() and ledger_from_notebook(executed) is None:
+        problems.append("the notebook ran but displays no finished ledger")
+    for line in problems:
+        print(f"error: {name}: {line}", file=sys.stderr)
+    if not problems:
+        print(f"{name}: the install cell and the QUICK run passed in this runtime")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m book.tools.colab")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="run a chapter's install cell and QUICK run as on Colab")
+    c.add_argument("chapter")
+    c.add_argument("--out", default=str(REPO_ROOT / "_build" / "colab"))
+    args = parser.parse_args(argv)
+    return check(args.chapter, Path(args.out))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
