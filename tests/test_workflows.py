@@ -11,7 +11,8 @@ yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
-NAMES = ("ci.yml", "pages.yml", "gpu.yml")
+NAMES = ("ci.yml", "pages.yml", "gpu.yml", "release.yml", "linkcheck.yml", "colab.yml")
+SCHEDULED_MINE = ("linkcheck.yml", "colab.yml")
 
 
 def load(name: str) -> dict:
@@ -46,6 +47,9 @@ def test_parses_with_jobs_and_steps(name):
 def test_every_make_target_called_exists(name):
     targets = make_targets()
     called = [t for s in steps(load(name)) for t in re.findall(r"\bmake\s+([A-Za-z0-9_.-]+)", s.get("run", ""))]
+    if name == "colab.yml":   # runs in Colab's own image, as a reader does: no venv, no make
+        assert not called
+        return
     assert called, f"{name} calls no make target"
     missing = [t for t in called if t not in targets]
     assert not missing, f"{name} calls make targets the Makefile lacks: {missing}"
@@ -71,7 +75,7 @@ def test_ci_python_and_pip_cache():
 def test_ci_keeps_html_executed_notebooks_and_ledgers_even_on_failure():
     uploads = [s for s in steps(load("ci.yml")) if s.get("uses", "").startswith("actions/upload-artifact@")]
     paths = " ".join(s["with"]["path"] for s in uploads)
-    for needed in ("_build/html", "_build/executed", "_build/ledgers"):
+    for needed in ("_build/html", "_build/executed", "_build/failed", "_build/ledgers"):
         assert needed in paths, f"ci.yml does not upload {needed}"
 
 
@@ -115,3 +119,73 @@ def test_gpu_workflow_weekly_and_on_demand_on_one_runner_label():
     assert re.search(r"\bmake test-gpu\b", runs)
     uploads = [s for s in steps(wf) if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert any("_build/gpu" in s["with"]["path"] for s in uploads)
+
+
+def test_ci_reexecutes_the_chapters_nbval_failed_so_the_artifact_holds_them():
+    wf = load("ci.yml")
+    rerun = [s for s in steps(wf) if str(s.get("if", "")).replace(" ", "") == "failure()"]
+    assert rerun and any("python -m book run" in s.get("run", "") and "FAILED notebooks/" in s.get("run", "")
+                         for s in rerun), "no step re-executes the chapters that failed under nbval"
+    names = [s.get("name", "") for s in steps(wf)]
+    assert names.index(rerun[0]["name"]) < max(i for i, s in enumerate(steps(wf))
+                                              if s.get("uses", "").startswith("actions/upload-artifact@"))
+
+
+def test_the_build_is_nitpicky_and_warnings_fail_it():
+    config = (ROOT / "_config.yml").read_text(encoding="utf-8")
+    assert re.search(r"^\s+nitpicky: true$", config, re.M), "sphinx -n (nitpicky) is off"
+
+
+def test_pages_builds_the_pdf_and_knows_its_tags():
+    wf = load("pages.yml")
+    runs = [s.get("run", "") for s in steps(wf)]
+    assert any(re.search(r"\bmake pdf\b", r) for r in runs)
+    uses = [s.get("uses", "") for s in steps(wf)]
+    i_pdf = next(i for i, r in enumerate(runs) if "make pdf" in r)
+    i_upload = next(i for i, u in enumerate(uses) if u.startswith("actions/upload-pages-artifact@"))
+    assert i_pdf < i_upload, "the PDF must be in the published site"
+    checkout = next(s for s in steps(wf) if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout.get("with", {}).get("fetch-depth") == 0, "tags are needed to name the edition"
+
+
+def test_a_tag_releases_the_html_archive_the_pdf_and_the_notebooks():
+    wf = load("release.yml")
+    assert wf["on"]["push"]["tags"] == ["v*"]
+    assert wf["permissions"]["contents"] == "write"
+    text = (WORKFLOWS / "release.yml").read_text(encoding="utf-8")
+    for needed in ("make pdf", "-html.zip", "-notebooks.zip", ".pdf", "gh release create", "BOOK_EDITION"):
+        assert needed in text, f"release.yml lacks {needed!r}"
+    assert "--no-execute" in text, "an edition shows the committed pages, not a fresh quick run"
+
+
+@pytest.mark.parametrize("name", SCHEDULED_MINE)
+def test_scheduled_workflows_open_an_issue_when_they_fail(name):
+    wf = load(name)
+    assert wf["on"].get("schedule"), f"{name} is not scheduled"
+    assert wf.get("permissions", {}).get("issues") == "write", f"{name} cannot open issues"
+    text = (WORKFLOWS / name).read_text(encoding="utf-8")
+    assert "gh issue create" in text and "failure()" in text and "github.event_name == 'schedule'" in text
+
+
+def test_linkcheck_checks_the_book_and_the_data_files():
+    runs = " ".join(s.get("run", "") for s in steps(load("linkcheck.yml")))
+    assert re.search(r"\bmake linkcheck\b", runs)
+    from book.tools import linkcheck
+
+    assert "source" in linkcheck.data_links.__doc__ and linkcheck.html_links.__doc__
+
+
+def test_colab_check_runs_in_colabs_image_on_the_gpu_runner_for_every_chapter():
+    wf = load("colab.yml")
+    job = wf["jobs"]["colab"]
+    assert job["container"]["image"].startswith("us-docker.pkg.dev/colab-images/public/runtime")
+    assert "--gpus all" in job["container"].get("options", "")
+    assert "self-hosted" in job["runs-on"] and any("GPU_RUNNER_LABEL" in str(x) for x in job["runs-on"])
+    from book.core.registry import CHAPTERS
+
+    assert sorted(job["strategy"]["matrix"]["chapter"]) == sorted(CHAPTERS)
+    assert "book.tools.colab check" in " ".join(s.get("run", "") for s in job["steps"])
+
+
+def test_make_has_one_command_for_the_pdf_and_one_for_the_links():
+    assert {"pdf", "linkcheck"} <= make_targets()
