@@ -41,9 +41,21 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees none"):
             pick_device("cuda")
-    assert describe(torch.device("cpu")).startswith("device: cpu")
+    assert describe(torch.device("cpu")).startswith("device: ‹cpu›, numerics profile")
 
 
 def test_seed_everything_rejects_non_integers():
     with pytest.raises(TypeError):
         seed_everything("0")
+
+
+def test_start_holds_each_parameter_to_the_registrys_declaration():
+    """The same rules as the runner's, for a notebook run by hand (issue 20)."""
+    with pytest.raises(ValueError, match="BOOT_BLOCK of chapter 'brain' must be at least 1, not 0"):
+        book.start("brain", quick=True, device="cpu", seed=0, BOOT_BLOCK=(0, int))
+    with pytest.raises(ValueError, match="WORKERS of chapter 'mp' must be one of 2, 4"):
+        book.start("mp", quick=True, device="cpu", seed=0, WORKERS=(3, int))
+    with pytest.raises(ValueError, match="RERUN_SWEEPS of chapter 'sparse': True needs full mode"):
+        book.start("sparse", quick=True, device="cpu", seed=0, RERUN_SWEEPS=(True, bool))
+    book.start("brain", quick=True, device="cpu", seed=0, BOOT_BLOCK=(4, int))
+    book.start("dp", quick=True, device="cpu", seed=0, WORKERS=(1000, int))   # the Pool checks that itself

@@ -48,14 +48,18 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def describe(device: torch.device) -> str:
-    """One line for the reader: what this chapter ran on."""
+    """One line for the reader: what this chapter ran on. The machine itself (CPU model, cores, GPU
+    name) goes into the ledger's provenance, not into a compared output; what differs between
+    machines is marked ‹ › for the device comparison."""
+    from book.core import numerics
+
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(index)
-        what = f"{props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability {props.major}.{props.minor}"
+        what = f"‹{device}: {torch.cuda.get_device_name(index)}›"
     else:
-        what = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
-    return f"device: {device} ({what}); torch {torch.__version__}"
+        profile = numerics.status()["profile"]
+        what = f"‹{device}›, numerics profile {profile}"
+    return f"device: {what}; torch ‹{torch.__version__}› (the machine: see the ledger's provenance)"
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -98,6 +98,10 @@ def start(chapter: str, *, quick: bool, device: str, seed: int, **parameters: tu
         check_parameter(name, value, kind)
         check_parameter_value(info, name, value, quick=quick, chapter_checks=False)
     check_extras(info)
+    from book.core import numerics
+
+    numerics.configure_torch()
+    numerics.check_in_force()   # torch ran before `import book`: its bits would not be the committed ones
     dev = pick_device(device)
     seed_everything(seed)
     print(f"{info.title} — reproducing {info.post_url}")
