@@ -27,7 +27,7 @@ def test_start_seeds_and_opens_the_ledger(capsys):
     assert torch.equal(first[0], torch.rand(3)) and first[1] == np.random.rand()
     assert s.ledger.mode == "full" and s.device == torch.device("cpu")
     out = capsys.readouterr().out
-    assert "mode: full" in out and "device: cpu" in out
+    assert "mode: full" in out and "device: ‹cpu›" in out
 
 
 def test_device_choice():
