@@ -155,3 +155,18 @@ def test_publish_replaces_the_evidence_with_the_finished_runs_of_the_plan(tmp_pa
     assert len(doc["data"]["runs"]) == 2 and len(doc["data"]["missing"]) == 13
     assert "python -m book.chapters.sparse --plan ablation" in doc["data"]["description"]
     assert doc["provenance"]["command"] == "python -m book.chapters.sparse --plan ablation"
+
+
+def test_lenet5_runs_are_published_as_they_land_once_dense_and_5_percent_have_one(tmp_path, monkeypatch):
+    from book.core import evidence
+
+    monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path / "results")
+    prov = {"device": "cpu", "wall_s": 1.0}
+    planned = {c.density: c for c in sweeps.plan_configs("lenet5") if c.seed == 0}
+    rows = [{**{k: getattr(planned[1.0], k) for k in sweeps.KEY_FIELDS}, "test_error": 0.01, "provenance": prov}]
+    sweeps._write_json_atomic(sweeps.work_file("lenet5", tmp_path), {"runs": rows})
+    assert sweeps.publish("lenet5", tmp_path) is None
+    rows.append({**{k: getattr(planned[0.05], k) for k in sweeps.KEY_FIELDS}, "test_error": 0.01, "provenance": prov})
+    sweeps._write_json_atomic(sweeps.work_file("lenet5", tmp_path), {"runs": rows})
+    doc = json.loads(sweeps.publish("lenet5", tmp_path).read_text())
+    assert [r["density"] for r in doc["data"]["runs"]] == [1.0, 0.05] and len(doc["data"]["missing"]) == 10

@@ -241,9 +241,11 @@ def _describe(name: str, rows: list[dict[str, Any]], missing: list[RunConfig]) -
 
 
 # A plan's file is replaced once every density (and variant) of it has this many seeds finished: the
-# chapter's paired comparisons need matching seeds; LeNet-5-Caffe's runs are published as they land
-# (the chapter says how many runs stand behind each of its rows).
+# chapter's paired comparisons need matching seeds. LeNet-5-Caffe's runs are published as they land
+# (the chapter says how many runs stand behind each of its rows) once the densities its verdicts
+# compare (dense and 5 %) have a run each.
 PUBLISH_MIN_SEEDS = {"lenet300": 2, "ablation": 5, "specialization": 3, "lenet5": 0}
+PUBLISH_NEEDS_DENSITIES = {"lenet5": (1.0, 0.05)}
 
 
 def publish(name: str, work_dir: Path = WORK_DIR, *, force: bool = False) -> Path | None:
@@ -267,6 +269,9 @@ def _publish(name: str, rows: list[dict[str, Any]], force: bool = False) -> Path
     for r in rows:
         seeds_per_group[run_key(r)[:2] + run_key(r)[4:]] += 1
     if not force and min(seeds_per_group.values()) < PUBLISH_MIN_SEEDS[name]:
+        return None
+    if not force and not all(any(abs(r["density"] - d) < 1e-12 for r in rows)
+                             for d in PUBLISH_NEEDS_DENSITIES.get(name, ())):
         return None
     done = {run_key(r) for r in rows}
     missing = [c for c in planned if run_key(c) not in done]
@@ -314,7 +319,7 @@ def run_plan(name: str, *, seeds=None, densities=None, device: str = "cpu", work
     def after() -> None:
         path = publish(name, work_dir)
         log(f"published {path}" if path else f"{name}: not published yet (a density has fewer than "
-            f"{PUBLISH_MIN_SEEDS[name]} seeds finished)")
+            f"{PUBLISH_MIN_SEEDS[name]} seeds, or {PUBLISH_NEEDS_DENSITIES.get(name, ())} no run, finished)")
     after = after if publish_each else None
     data = data if data is not None else MnistData.load(device)
     if name == "specialization":
