@@ -86,3 +86,26 @@ def test_idx_parser_checks_its_header(tmp_path):
 def test_sample_image_is_a_real_photo():
     image = data.sample_image()
     assert image.shape == (600, 512) and 0 <= image.min() and image.max() <= 1 and image.std() > 0.1
+
+
+def test_a_full_cache_disk_names_the_cache_not_the_source(tmp_path, monkeypatch):
+    """shutil's copy names the source first (`filename`) and the full target second (`filename2`)."""
+    import errno
+    import os
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in data.MNIST_FILES:
+        (source / name).write_bytes(b"x" * 100)
+    monkeypatch.setattr(data, "MNIST_FILES", {n: data.sha256(source / n) for n in data.MNIST_FILES})
+
+    def full_disk(out_fd, in_fd, offset, count):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "sendfile", full_disk)
+    cache = tmp_path / "cache"
+    with pytest.raises(data.DataError) as err:
+        data.seed_cache(source, root=cache)
+    text = str(err.value)
+    assert str(cache / "mnist") in text and "no space left on the disk" in text
+    assert str(source) not in text

@@ -477,3 +477,79 @@ def test_a_relative_data_cache_means_the_same_folder_inside_the_kernel(sandbox, 
     assert main(["run", "brain", "--no-progress"]) == 0
     nb = nbformat.read(paths.EXECUTED_DIR / "brain.ipynb", as_version=4)
     assert f"CACHE={elsewhere / 'my-cache'}" in nb.cells[-1].outputs[0]["text"]
+
+
+# -- issue 20: messages that name the real cause and the file ----------------------------------------
+def test_a_full_build_names_the_file_in_build_not_the_page_it_copies(sandbox, monkeypatch, capsys):
+    """Staging copies each page into _build/site; a full disk there was reported against the source
+    (results/conv/conv.ipynb), since a copy's OSError names its source first."""
+    real_sendfile = os.sendfile
+
+    def sendfile(out_fd, in_fd, offset, count):
+        if os.readlink(f"/proc/self/fd/{out_fd}").endswith(".ipynb"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    assert main(["build", "--no-execute"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left on the disk" in err
+    assert f"cannot write {paths.SITE_DIR / 'notebooks' / 'conv.ipynb'}" in err
+    assert f"{sandbox / 'notebooks' / 'conv.ipynb'}:" not in err
+
+
+def test_a_full_disk_from_any_copy_names_the_target():
+    from book.tools.cli import _os_error
+
+    err = OSError(errno.ENOSPC, "No space left on device")
+    err.filename, err.filename2 = "results/conv/conv.ipynb", "_build/site/notebooks/conv.ipynb"
+    assert _os_error(err) == "_build/site/notebooks/conv.ipynb: no space left on the disk"
+
+
+POOL_SCRIPT = """
+import sys
+import book
+from book.chapters.parallel import pool
+
+if __name__ == "__main__":
+    try:
+        with pool.Pool(2) as p:
+            print("started", flush=True)
+            if sys.argv[1] == "crash":
+                p.run(pool.crash_on_rank, 1, "the worker's own error")
+            else:
+                p.run(pool.busy_for, 60)
+    except pool.WorkerFailed as err:
+        print("error:", str(err).splitlines()[0], file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("case", ["crash", "ctrl-c while starting", "ctrl-c while computing"])
+def test_a_failed_pool_prints_one_error_not_its_workers_tracebacks(tmp_path, case):
+    """Ctrl-C reaches the whole process group (a terminal's, or Jupyter's interrupt): each worker used
+    to print its KeyboardInterrupt traceback, and a crashed worker its traceback a second time."""
+    script = tmp_path / "pool_case.py"
+    script.write_text(POOL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), "crash" if case == "crash" else "busy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline().strip() == "started"
+    if case != "crash":
+        time.sleep(0.3 if "starting" in case else 8)
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert ("worker 1 of 2 raised in crash_on_rank" in lines[0]) if case == "crash" else lines[0] == "interrupted"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    deadline = time.time() + 10   # multiprocessing's resource tracker ends once its pipe closes
+    while time.time() < deadline:
+        leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not leftover:
+            break
+        time.sleep(0.2)
+    assert not leftover, f"processes of the pool outlived it: {leftover}"

@@ -134,3 +134,68 @@ def test_list_from_an_install_without_the_notebooks_says_where_they_are(monkeypa
     out = capsys.readouterr().out
     assert "not written yet" not in out and "notebook in the repository, not in this install" in out
     assert "clone the repository" in out
+
+
+# -- issue 20: every parameter checked before any kernel; messages that name the cause ---------------
+def test_a_repeated_parameter_is_refused(sandbox, capsys):
+    assert main(["run", "conv", "-p", "SEED", "1", "-p", "SEED", "2", "--no-progress"]) == 2
+    assert "parameter SEED is given twice" in capsys.readouterr().err
+    assert not paths.EXECUTED_DIR.exists()
+
+
+def test_a_none_default_takes_its_declared_type_before_any_kernel(sandbox, capsys):
+    """int8's SENTENCES_PER_POST = None: `-p SENTENCES_PER_POST abc` failed in the kernel (exit 1)."""
+    nbformat.write(_notebook("raise SystemExit('the kernel ran')", "\nSENTENCES_PER_POST = None"),
+                   chapters.NOTEBOOK_DIR / "int8.ipynb")
+    import book.core.session as session
+
+    if session.missing_extras("int8"):
+        pytest.skip("int8's optional dependencies are not installed")
+    assert main(["run", "int8", "-p", "SENTENCES_PER_POST", "abc", "--no-progress"]) == 2
+    assert "takes int or None, not str 'abc'" in capsys.readouterr().err
+    assert not paths.EXECUTED_DIR.exists()
+
+
+def test_a_non_utf8_value_names_the_parameter(sandbox, capsys):
+    undecodable = b"caf\xe9".decode("utf-8", "surrogateescape")   # what argv holds for Latin-1 bytes
+    assert main(["run", "conv", "-p", "SEED", undecodable, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "-p SEED is not UTF-8" in err and "b'caf\\xe9'" in err and "codec" not in err
+
+
+def test_a_non_utf8_value_from_a_real_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable.encode(), b"-m", b"book", b"run", b"conv", b"-p", b"SEED", b"\xff\xfe"],
+                          capture_output=True, cwd=REPO_ROOT, timeout=120)
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2 and "-p SEED is not UTF-8" in err and "Traceback" not in err, err
+
+
+def test_a_truncated_notebook_is_named(sandbox, capsys):
+    path = chapters.NOTEBOOK_DIR / "conv.ipynb"
+    path.write_text(path.read_text()[:150])
+    assert main(["run", "conv", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not a valid notebook" in err and err.count("\n") == 1
+
+
+def test_a_ledger_file_rewritten_during_a_run_fails_that_run(sandbox, capsys):
+    """The run's ledger is the one its notebook carries; another writer of the file is caught."""
+    nb = _notebook(LEDGER_BODY)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        'import json, os\np = os.environ["BOOK_LEDGER_DIR"] + "/conv.json"\n'
+        'd = json.load(open(p)); d["command"] = "by hand"; json.dump(d, open(p, "w"))'))
+    nbformat.write(nb, chapters.NOTEBOOK_DIR / "conv.ipynb")
+    assert main(["run", "conv", "--no-progress"]) == 1
+    assert "is not the ledger this run's notebook carries" in capsys.readouterr().out
+    assert not (paths.EXECUTED_DIR / "conv.ipynb").exists()
+
+
+def test_the_runner_uses_psutil_not_proc():
+    import inspect
+
+    from book.tools import signals
+
+    assert "/proc" not in inspect.getsource(signals) and "psutil" in inspect.getsource(signals)

@@ -52,6 +52,13 @@ def _model_names(value: str) -> str:
     return value
 
 
+def _folder_name(value: str) -> str:
+    """A folder to download into: not empty."""
+    if not value.strip():
+        raise ValueError("CIFAR_ROOT must name a folder, not an empty string")
+    return value
+
+
 COMMON_PARAMETERS: dict[str, Parameter] = {
     "QUICK": Parameter(bool, why="set with --quick or --full"),
     "DEVICE": Parameter(str, check="book.core.device:pick_device"),
@@ -106,8 +113,12 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in [
             own_parameters={"BOOT_BLOCK": Parameter(int, minimum=1, why="a bootstrap block holds at least one list")}),
     Chapter("sparse", "Sparse networks from scratch", "Sparse Networks from Scratch: Faster Training without Losing Performance",
             "https://timdettmers.com/2019/07/11/sparse-networks-from-scratch/", 2019, ("sparse",),
-            own_parameters={"RERUN_SWEEPS": Parameter(
-                bool, full_only=True, why="it re-runs the committed full-mode sweeps (hours)")}),
+            own_parameters={
+                "RERUN_SWEEPS": Parameter(bool, full_only=True,
+                                          why="it re-runs the committed full-mode sweeps (hours)"),
+                "CIFAR": Parameter(bool),
+                "CIFAR_EPOCHS": Parameter(int, minimum=1, why="each CIFAR-10 run trains at least one epoch"),
+                "CIFAR_ROOT": Parameter(str, check="book.core.registry:_folder_name")}),
     Chapter("int8", "LLM.int8() and emergent features", "LLM.int8() and Emergent Features",
             "https://timdettmers.com/2022/08/17/llm-int8-and-emergent-features/", 2022, ("int8",), ("int8",),
             own_parameters={
