@@ -135,8 +135,11 @@ def test_a_checkpoint_made_by_other_training_code_is_not_resumed(tmp_path, mnist
     ckpt = ckpts / f"{sweeps.slug(cfg)}.pt"
     sp.train(cfg, mnist, checkpoint=ckpt)
     ckpt.with_suffix(".json").write_text(json.dumps({"training_code_digest": "other", "starts": []}))
-    with pytest.raises(RuntimeError, match="other training code"):
-        sweeps.run_one(cfg, mnist, tmp_path / "out.json", ckpts, log=lambda s: None)
+    logged = []
+    row = sweeps.run_one(cfg, mnist, tmp_path / "out.json", ckpts, log=logged.append)
+    assert any("other training code" in line for line in logged)
+    assert [s["after_epoch"] for s in row["provenance"]["starts"]] == [0]   # started again, not resumed
+    assert ckpt.with_suffix(".stale.pt").exists()
 
 
 def test_publish_replaces_the_evidence_with_the_finished_runs_of_the_plan(tmp_path, monkeypatch):

@@ -143,12 +143,13 @@ def run_one(cfg: RunConfig, data: MnistData, out: Path, checkpoints: Path, *, de
             return None
         origin = origin or process_provenance(device)
         starts = []
+        meta = json.loads(side.read_text()) if ckpt.exists() and side.exists() else {}
+        if ckpt.exists() and meta.get("training_code_digest") != CODE_DIGEST:
+            # resumed, the run would not have the bits of one run of either code: start it again
+            os.replace(ckpt, ckpt.with_suffix(".stale.pt"))
+            log(f"{slug(cfg)}: checkpoint made by other training code (digest {meta.get('training_code_digest')}, "
+                f"this code {CODE_DIGEST}) moved to {ckpt.with_suffix('.stale.pt').name}; starting the run again")
         if ckpt.exists():
-            meta = json.loads(side.read_text()) if side.exists() else {}
-            if meta.get("training_code_digest") != CODE_DIGEST:
-                raise RuntimeError(f"checkpoint {ckpt} was made by other training code (digest "
-                                   f"{meta.get('training_code_digest')}, this code {CODE_DIGEST}): its run would "
-                                   f"not have the bits of one run; delete {ckpt} to start that run again")
             starts = meta["starts"]
             done = torch.load(ckpt, map_location="cpu", weights_only=False)["epochs_done"]
             log(f"{slug(cfg)}: resuming after epoch {done} from {ckpt}")
