@@ -21,9 +21,13 @@ def test_every_shared_claim_is_in_the_catalogue_unchanged(name):
 
 
 def test_every_prefix_has_its_claims():
-    assert claim_ids("conv") == [f"conv-{i}" for i in range(1, 13)]
-    assert len(claim_ids("gpu")) == 15 and len(claim_ids("dp")) == 9
+    # the shared ids, in order, at the start of each prefix; chapters may add ids after them
+    assert claim_ids("conv")[:12] == [f"conv-{i}" for i in range(1, 13)]
+    assert len(claim_ids("gpu")) >= 15 and len(claim_ids("dp")) >= 9
     assert claim_ids("pred") == [f"pred-{i}" for i in range(1, 11)]
+    for prefix in ("dp", "mp", "conv", "brain", "sparse", "int8", "gpu", "pred"):
+        ids = claim_ids(prefix)
+        assert ids == [f"{prefix}-{i}" for i in range(1, len(ids) + 1)], f"{prefix}: ids not numbered 1..n"
 
 
 def _full_conv_ledger(**kwargs) -> Ledger:
@@ -89,7 +93,8 @@ def test_finish_writes_json_with_mode_and_device(tmp_path):
     assert ledger.finish(tmp_path) is ledger
     data = json.loads((tmp_path / "conv.json").read_text())
     assert data["mode"] == "full" and data["device"] == "cuda"
-    assert data["counts"]["reproduced"] == 12 and len(data["claims"]) == 12
+    n = len(claim_ids("conv"))
+    assert data["counts"]["reproduced"] == n and len(data["claims"]) == n
     assert {c["mode"] for c in data["claims"]} == {"full"}
     assert read_ledgers(tmp_path)[0]["chapter"] == "conv"
 
@@ -191,7 +196,10 @@ def test_forecasts_take_forecast_verdicts_only():
         Ledger("conv")._add("conv-1", "came-true")
 
 
-def test_a_check_without_fails_if_is_flagged():
+def test_a_check_without_fails_if_is_flagged(monkeypatch):
+    from book.core import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "load_specs", lambda path=None: {})   # no catalogue text to fall back on
     with pytest.warns(UserWarning, match="fails_if"):
         Ledger("conv").check("conv-1", post=1, measured=1)
 
@@ -223,7 +231,7 @@ def test_finished_ledger_rides_in_the_output_metadata(tmp_path):
     assert LEDGER_METADATA_KEY not in meta   # not finished yet: no JSON
     ledger.finish(tmp_path)
     data, meta = DisplayFormatter().format(ledger)
-    assert "text/html" in data and meta[LEDGER_METADATA_KEY]["counts"]["reproduced"] == 12
+    assert "text/html" in data and meta[LEDGER_METADATA_KEY]["counts"]["reproduced"] == len(claim_ids("conv"))
     prov = meta[LEDGER_METADATA_KEY]["provenance"]
     assert prov["versions"]["torch"] and prov["date"].endswith("Z") and "wall_s" in meta[LEDGER_METADATA_KEY]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("ledger.finish()", outputs=[
@@ -284,3 +292,15 @@ def test_a_run_says_whether_it_reproduced_the_committed_run(monkeypatch):
     assert "conv-1 (verdict differs → reproduced)" in ledger.compare_with_committed()
     monkeypatch.setattr(Ledger, "committed", lambda self: None)
     assert ledger.compare_with_committed() == "no committed quick run of this chapter to compare with"
+
+
+def test_a_claim_a_gpu_measures_is_marked_whole_for_the_device_comparison(monkeypatch):
+    from book.core import ledger as ledger_module
+
+    specs = {"conv-1": {"needs": "gpu"}}
+    monkeypatch.setattr(ledger_module, "load_specs", lambda path=None: specs)
+    ledger = Ledger("conv")
+    row = ledger.check("conv-1", post=1.0, measured=1.0, tol=0.1, fails_if="x")
+    assert row.verdict_text() == "‹reproduced›" and row.measured_text() == "‹1›" and row.criterion_text() == "‹±0.1›"
+    gpu_row = ledger.needs_gpu("conv-2", post="x", reason="no GPU here")
+    assert gpu_row.verdict_text() == "‹needs-gpu›" and gpu_row.note_text() == "‹no GPU here›"

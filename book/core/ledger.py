@@ -58,7 +58,7 @@ def load_claims(path: str | None = None) -> dict[str, str]:
 
 
 _UNSET: Any = object()   # "not given here": take the claim's text from the catalogue
-_SPEC_LINE = re.compile(r"^  - (post|criterion|fails if|scale): (.*)$")
+_SPEC_LINE = re.compile(r"^  - (post|criterion|fails if|scale|needs): (.*)$")
 
 
 @lru_cache(maxsize=None)
@@ -160,6 +160,7 @@ class Entry:
     evidence: dict = field(default_factory=dict)  # empty: this run; else a committed file's label and provenance
     volatile: bool = False  # the measured number depends on the run (masked for nbval)
     float_path: bool = False  # the measured number's last bits depend on the float kernels (‹ ›)
+    on_device: bool = False   # a GPU run measures what a CPU run cannot ('needs: gpu'): the whole row is ‹ ›
     timed: bool = False     # the verdict itself depends on the run (a timing's interval): masked too
 
     def _mask(self, text: str, masked: bool) -> str:
@@ -167,15 +168,22 @@ class Entry:
         # rest of the table is still compared exactly. Never across lines.
         return f"⟨{text}⟩" if masked and text else text
 
+    def _device(self, text: str) -> str:
+        return f"‹{text}›" if self.on_device and text and not text.startswith("‹") else text
+
     def measured_text(self) -> str:
         if self.measured is None and not (self.volatile or self.timed):
             return ""
         text = self._mask(_fmt(self.measured), self.volatile or self.timed)
-        return f"‹{text}›" if self.float_path and text and not (self.volatile or self.timed) else text
+        marked = self.float_path and text and not (self.volatile or self.timed)
+        return f"‹{text}›" if marked else self._device(text)
+
+    def criterion_text(self) -> str:
+        return self._device(self.criterion)
 
     def verdict_text(self) -> str:
         text = self.verdict + (f": {self.resource}" if self.resource else "")
-        if self.verdict == "needs-gpu":   # a GPU run measures this claim instead: the device comparison masks it
+        if self.verdict == "needs-gpu" or self.on_device:   # a GPU run measures it: the device comparison masks it
             return f"‹{text}›"
         return self._mask(text, self.timed)
 
@@ -197,7 +205,7 @@ class Entry:
             parts.append(f"source: {self.source}")
         if self.judged:
             parts.append(f"judged {self.judged}, due {self.due}")
-        return "; ".join(parts)
+        return self._device("; ".join(parts))
 
     def _ipython_display_(self) -> None:
         """A recorded row shows nothing by itself: a cell that ends with a ledger call prints no
@@ -209,7 +217,7 @@ class Entry:
         if self.measured_text():
             parts.append(f"measured: {self.measured_text()}")
         if self.criterion:
-            parts.append(f"criterion: {self.criterion}")
+            parts.append(f"criterion: {self.criterion_text()}")
         lines = [f"{self.id} {self.verdict_text()} — " + " | ".join(parts)]
         if self.note_text():
             lines.append(f"  {self.note_text()}")
@@ -278,6 +286,7 @@ class Ledger:
         for key in ("post", "measured"):
             kw[key] = round_sig(kw.get(key))
         evidence = kw.pop("evidence", None)
+        kw.setdefault("on_device", verdict == "needs-gpu" or load_specs().get(cid, {}).get("needs") == "gpu")
         entry = Entry(id=cid, verdict=verdict, claim=claims[cid], mode=self.mode, device=self.device,
                       evidence=_evidence_dict(evidence), **kw)
         self.entries[cid] = entry
@@ -509,7 +518,7 @@ class Ledger:
     _COLUMNS = ("id", "verdict", "post", "measured", "criterion", "evidence", "note")
 
     def _rows(self) -> list[list[str]]:
-        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.criterion, e.evidence_text(),
+        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.criterion_text(), e.evidence_text(),
                  e.note_text()] for e in self.ordered()]
 
     def _counts_text(self) -> str:
