@@ -97,3 +97,12 @@ pdf: setup
 linkcheck: setup
 	@[ -f _build/html/index.html ] || $(PY) -m book build --no-execute
 	$(PY) -m book.tools.linkcheck
+
+.PHONY: test-full
+
+# The pages readers read, re-executed: every chapter in full mode (ARGS: chapters), each ledger held
+# to the committed evidence in results/ (exact where the numerics profile holds, by verdict family for
+# timed rows), after every stored page is checked against its notebook and its manifest. Report in
+# _build/full/report.md; exit 1 on any difference. Scheduled weekly by .github/workflows/full.yml.
+test-full: setup data
+	$(PY) -m book full-check $(ARGS)

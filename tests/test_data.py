@@ -109,3 +109,43 @@ def test_a_full_cache_disk_names_the_cache_not_the_source(tmp_path, monkeypatch)
     text = str(err.value)
     assert str(cache / "mnist") in text and "no space left on the disk" in text
     assert str(source) not in text
+
+
+# The README's Colab offline step. On Colab the package is not installed: the chapter's install cell
+# clones the repository into `dettmers-book/` beside the notebook and imports it from there, so a
+# shell command (`!python -m book ...`) in the notebook's folder must be told where the clone is.
+COLAB_SEED_COMMAND = 'PYTHONPATH="dettmers-book:$PYTHONPATH" python -m book data --seed {source}'
+
+
+@pytest.fixture
+def colab_folder(tmp_path):
+    """/content as Colab has it: the clone beside the notebook, a `python` whose site-packages
+    (numpy, torch, ...) do not hold the book (simulated with -S: no .pth, so no editable install)."""
+    import os
+    import site
+    import sys
+
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "dettmers-book").symlink_to(Path(__file__).resolve().parents[1])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(site.getsitepackages()),
+           "DETTMERS_BOOK_DATA": str(tmp_path / "cache")}
+    return content, env
+
+
+@needs_mnist
+def test_the_readme_colab_offline_step_works_from_the_notebooks_folder(colab_folder):
+    import subprocess
+
+    content, env = colab_folder
+    as_it_was = subprocess.run(["python", "-m", "book", "data", "--seed", str(SHARED_MNIST)], cwd=content, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert as_it_was.returncode == 1 and "No module named book" in as_it_was.stderr   # the issue's case
+    done = subprocess.run(["bash", "-c", COLAB_SEED_COMMAND.format(source=SHARED_MNIST)], cwd=content, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "MNIST ready in" in done.stdout and "60000 training and 10000 test images" in done.stdout
