@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from book.core.registry import REPO_ROOT
 from book.tools.gpucheck import FAMILIES, Comparison, RowResult
 
-FULL_DIR = REPO_ROOT / "_build" / "full"
+REPORT_FOLDER = "full"   # under _build/
 
 
 def compare_rows_exactly(committed: dict[str, Any], fresh: dict[str, Any], *, profile: bool = True) -> RowResult:
@@ -105,11 +104,12 @@ def main(names: Sequence[str] = (), *, progress: bool = True, out=None) -> int:
         comparison.error = o.error or comparison.error
         comparisons.append(comparison)
         print(f"{o.chapter} full: {'matches results/' if comparison.ok else 'DIFFERS from results/'}", file=out)
-    FULL_DIR.mkdir(parents=True, exist_ok=True)
-    report = FULL_DIR / "report.md"
+    folder = paths.BUILD_DIR / REPORT_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    report = folder / "report.md"
     report.write_text(render(comparisons, profile), encoding="utf-8")
     print(f"report: {paths.shown(report)}", file=out)
     return 0 if all(c.ok for c in comparisons) else 1
 
 
-__all__ = ["main", "compare_full", "compare_rows_exactly", "render", "FULL_DIR"]
+__all__ = ["main", "compare_full", "compare_rows_exactly", "render", "REPORT_FOLDER"]
