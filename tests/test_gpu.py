@@ -330,6 +330,19 @@ def test_cpu_peak_from_cpuinfo():
     assert zen4.per_core().gflops == zen4.gflops and p.per_core().gflops == p.gflops / 2
 
 
+def test_cpu_peak_under_the_numerics_profile_is_capped_at_avx2():
+    capped = G.cpu_peak(CPUINFO.replace("avx512f", "avx512f avx512_bf16"), cores=2, isa_cap="AVX2")
+    assert (capped.isa, capped.flops_per_cycle, capped.bf16_flops_per_cycle) == ("AVX2 + FMA", 32, 0)
+    assert G.cpu_peak(CPUINFO.replace(" avx2 fma avx512f", ""), isa_cap="AVX2").isa == "AVX"  # no AVX2
+    with pytest.raises(ValueError):
+        G.cpu_peak(CPUINFO, isa_cap="AVX-512")
+    from book.core import numerics
+
+    assert G.profile_isa_cap() == ("AVX2" if numerics.enabled() else None)
+    if numerics.enabled():
+        assert G.cpu_peak_under_profile().flops_per_cycle <= 32
+
+
 def test_measure_matmul_and_bandwidth_smoke():
     r = G.measure_matmul(64, repeats=1, warmup=1)
     assert r["gflops"] > 0 and r["intensity"] == pytest.approx(2 * 64**3 / (3 * 64 * 64 * 4))

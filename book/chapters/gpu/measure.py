@@ -47,7 +47,7 @@ class CpuPeak:
         return replace(self, cores=1)
 
 
-def cpu_peak(cpuinfo: str | None = None, cores: int | None = None) -> CpuPeak:
+def cpu_peak(cpuinfo: str | None = None, cores: int | None = None, isa_cap: str | None = None) -> CpuPeak:
     """Theoretical fp32 peak = cores × clock × FLOPs per cycle of the widest vector ISA in the flags
     of /proc/cpuinfo, with two FMA pipes per core (Intel Skylake-SP and later server parts, AMD Zen
     2-5): AVX-512+FMA 2×16×2 = 64 — except AMD Zen 4 (family 25), which runs 512-bit FMAs on its two
@@ -55,7 +55,13 @@ def cpu_peak(cpuinfo: str | None = None, cores: int | None = None) -> CpuPeak:
     SSE 4×2 = 8. With AVX-512 BF16 a bf16 dot product does two multiply-adds per fp32 lane, so the bf16
     peak is twice the fp32 one (Intel AMX is not modelled: no bf16 roof is claimed there). The clock
     is the 'cpu MHz' of /proc/cpuinfo, which boost clocks exceed. Cores are the physical cores this
-    process may use (logical CPUs / threads per core)."""
+    process may use (logical CPUs / threads per core).
+
+    `isa_cap="AVX2"` caps the ISA at AVX2 + FMA (what the book's numerics profile lets torch, MKL and
+    oneDNN use: `book.core.numerics`): a CPU with AVX-512 is then rated at 32 fp32 FLOPs per cycle
+    and no native bf16, as its kernels run under the profile."""
+    if isa_cap not in (None, "AVX2"):
+        raise ValueError(f"isa_cap must be None or 'AVX2', not {isa_cap!r}")
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -82,12 +88,26 @@ def cpu_peak(cpuinfo: str | None = None, cores: int | None = None) -> CpuPeak:
     else:
         isa, fpc, note = "unknown", 0, "no x86 vector flags found: peak unknown"
     bf16 = 2 * fpc if "avx512_bf16" in flags and "amx_bf16" not in flags else 0
+    if isa_cap == "AVX2" and isa.startswith("AVX-512"):
+        isa, fpc, note, bf16 = "AVX2 + FMA", 32, "2 FMA units × 8 fp32 lanes × 2 FLOPs (ISA capped by the profile)", 0
     if cores is None:
         logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         siblings, per_socket = field("siblings"), field("cpu cores")
         tpc = int(siblings) // int(per_socket) if siblings and per_socket and int(per_socket) else 1
         cores = max(1, logical // max(tpc, 1))
     return CpuPeak(model, isa, cores, mhz / 1000, fpc, note, bf16)
+
+
+def profile_isa_cap() -> str | None:
+    """'AVX2' where the book's numerics profile is in force (x86-64, not switched off), else None."""
+    from book.core import numerics
+
+    return "AVX2" if numerics.enabled() else None
+
+
+def cpu_peak_under_profile(cpuinfo: str | None = None, cores: int | None = None) -> CpuPeak:
+    """`cpu_peak` at the ISA this process's kernels may use: capped at AVX2 under the profile."""
+    return cpu_peak(cpuinfo, cores, isa_cap=profile_isa_cap())
 
 
 def _sync(device: torch.device) -> None:
