@@ -210,3 +210,21 @@ def test_euler_step_equals_scipy_laplacian_and_converges_at_second_order_on_a_la
         u, _ = conv.heat_euler(u0, 1.0, h * h / 8, spacing=h)
         errors.append(np.abs(u - conv.gaussian_blobs(x, y, blobs, t=1.0)).max())
     assert np.log2(errors[0] / errors[1]) > 1.8
+
+
+def test_softmax_propagator_of_the_edge_detector_returns_the_image():
+    rng = np.random.default_rng(0)
+    image = ndimage_smooth(rng.random((64, 64)))
+    edge = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=float)
+    r = conv.propagator_reading(image, edge)
+    assert r.centre == pytest.approx(0.99901, abs=1e-5)
+    assert r.neighbour == pytest.approx(1.233e-4, rel=1e-3)
+    assert r.corr_with_image > 0.9999 > r.corr_with_edges
+    assert r.top_overlap_image > r.top_overlap
+    assert r.departure_residual < 1e-12  # output − image = −s · (edge ⊛ image), exactly
+
+
+def ndimage_smooth(a):
+    import scipy.ndimage as ndi
+
+    return ndi.gaussian_filter(a, 2.0)

@@ -281,3 +281,73 @@ def test_model_parallel_training_equals_single_process(pool2):
     first = pool2.run(P.mp_train, x, y, [784, 32, 10], 32, 1, 0.1, 0, "first")[0]["traffic"]["elements"]
     # layer 1: forward partial sums 32×32, no deltas for the data; layer 2: 32×10 sums, 32×16 delta blocks
     assert first == {"all_reduce": 32 * 32 + 32 * 10, "all_gather": 32 * 16}
+
+
+def test_rmsprop_overlap_leaves_the_weights_bit_identical(pool2):
+    """The post's overlap (an all-reduce in flight while another layer's RMSProp update runs)
+    only reorders independent work: both copies end with the same weights."""
+    res = pool2.run(P.rmsprop_overlap_trials, [20, 16, 16, 4], 8, 3)
+    for r in res:
+        assert r["weight_difference"] == 0.0
+        assert len(r["sequential"]) == len(r["overlapped"]) == 3
+
+
+def test_hybrid_trains_the_same_net_as_one_process_and_sends_less(pool2):
+    x, y = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)), \
+        torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    single = P.convnet_train_single(x, y, 32, 2, 0.1, 0)
+    res = pool2.run(P.hybrid_train, x, y, 32, 2, 0.1, 0)
+    for r in res:
+        assert max(abs(a - b) for a, b in zip(r["losses"], single["losses"])) < 1e-5
+    conv, dense = P.mnist_convnet(0)
+    params = sum(p.numel() for p in [*conv.parameters(), *dense.parameters()])
+    assert sum(res[0]["traffic"]["elements"].values()) < params  # data parallel: 2(N-1)/N·params
+    timed = pool2.run(P.hybrid_vs_dp_trials, 8, 2)[0]
+    assert timed["hybrid_elements"] < timed["data_elements"] and len(timed["hybrid"]) == 2
+
+
+def test_hybrid_fails_without_the_convolution_gradient_exchange(pool2):
+    """The check can fail: a hybrid that forgets to sum its convolution gradients drifts away."""
+    res = pool2.run(_hybrid_without_exchange)
+    assert res[0] > 1e-4
+
+
+def _hybrid_without_exchange(w):
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    single = P.convnet_train_single(x, y, 32, 2, 0.5, 0)
+    net = P.HybridNet(*P.mnist_convnet(0), "first", w)
+    part = P.shard(32, w.rank, w.world_size)
+    losses = []
+    for step in range(2):
+        xb, yb = x[step * 32:(step + 1) * 32][part], y[step * 32:(step + 1) * 32]
+        net.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+        loss.backward()  # no net.average_conv_gradients(): each worker keeps only its share
+        with torch.no_grad():
+            for p in net.parameters():
+                p -= 0.5 * p.grad
+        losses.append(loss.item())
+    # the second step's loss depends on the first update of the convolutions
+    return abs(losses[1] - single["losses"][1])
+
+
+def test_micro_batch_pipeline_gives_the_blocking_outputs(pool2):
+    res = pool2.run(P.mp_overlap_trials, 16, 2, 8, 4, 2)
+    assert all(r["difference"] < 1e-12 and len(r["pipelined"]) == 2 for r in res)
+    with pytest.raises(Exception):
+        pool2.run(P.mp_overlap_trials, 16, 2, 9, 4, 2)  # 9 does not split into 4 micro-batches
+
+
+def test_gradient_noise_falls_with_the_batch_and_compares_equal_computation():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(600, 1, 28, 28, generator=gen), torch.randint(0, 10, (600,), generator=gen)
+    out = P.gradient_noise(x, y, [784, 16, 10], [8, 512], 4, seed=0, train_steps=5,
+                           eval_size=200, same_compute=(128, 512))
+    for state in ("initialised", "trained"):
+        rows = out[state]["rows"]
+        assert sum(rows[512]["cosine"]) > sum(rows[8]["cosine"])  # more examples, closer to full
+        assert all(-1 <= c <= 1 for c in rows[8]["cosine"])
+        assert len(out[state]["equal_compute"]["small"]) == 4
+    with pytest.raises(ValueError):
+        P.gradient_noise(x, y, [784, 16, 10], [8], 1, seed=0, train_steps=0, same_compute=(100, 512))

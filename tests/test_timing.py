@@ -51,3 +51,12 @@ def test_best_time_is_the_minimum_after_warmup():
 def test_a_step_outside_torch_distributed_is_its_own_slowest_rank():
     assert timing.slowest_rank(0.25) == 0.25
     assert timing.timed_step(lambda: None, "cpu") >= 0
+
+
+def test_timed_step_waits_at_the_barrier_first_and_times_the_call():
+    import time
+
+    calls = []
+    elapsed = timing.timed_step(lambda: time.sleep(0.01), "cpu", barrier=lambda: calls.append(1))
+    assert calls == [1] and elapsed >= 0.009
+    timing.sync_device("cpu")  # nothing to wait for on a CPU

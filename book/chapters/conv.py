@@ -466,3 +466,48 @@ def whiten(data: np.ndarray) -> np.ndarray:
     if eigenvalues.min() <= 1e-12 * eigenvalues.max():
         raise ValueError("the data's covariance is singular: some direction has no variance")
     return (x @ eigenvectors) / np.sqrt(eigenvalues)
+
+
+@dataclass(frozen=True)
+class PropagatorReading:
+    """The post's reading of a kernel through its softmax 'propagator', measured on one image."""
+
+    centre: float             # softmax weight on the centre
+    neighbour: float          # largest softmax weight off the centre
+    corr_with_image: float    # correlation of image ⊛ softmax(kernel) with the image
+    corr_with_edges: float    # ... with the edge map |image ⊛ kernel|
+    top_overlap: float        # share of the output's brightest pixels among the edge map's brightest
+    top_overlap_image: float  # ... among the image's own brightest
+    top_fraction: float       # the fraction of pixels called "brightest"
+    departure_residual: float  # max |(output - image) - (-neighbour · image ⊛ kernel)| (a centre-8 kernel)
+
+
+def propagator_reading(image: np.ndarray, kernel: np.ndarray, top_fraction: float = 0.05
+                       ) -> PropagatorReading:
+    """Convolve `image` with the softmax of `kernel` (the post's propagator) and ask where the
+    result is largest: at the image's bright regions or at its edges (|image ⊛ kernel|). For the
+    edge detector (centre 8, neighbours −1) the softmax is c·identity + s·(neighbours) with c = 1 − 8s,
+    so output − image = s·(Σ neighbours − 8·pixel) = −s · (image ⊛ kernel) exactly: the edges are
+    only in the output's departure from the image, scaled by s; `departure_residual` checks it."""
+    img = np.asarray(image, dtype=np.float64)
+    soft = softmax_kernel(kernel)
+    out = fft_convolve(img, soft, "same")
+    response = fft_convolve(img, np.asarray(kernel, dtype=np.float64), "same")
+    edges = np.abs(response)
+    centre = float(soft[soft.shape[0] // 2, soft.shape[1] // 2])
+    off = soft.copy()
+    off[soft.shape[0] // 2, soft.shape[1] // 2] = -np.inf
+    neighbour = float(off.max())
+    k = max(1, int(round(top_fraction * img.size)))
+    top_out = np.argpartition(out.ravel(), -k)[-k:]
+    top_edges = np.argpartition(edges.ravel(), -k)[-k:]
+    top_image = np.argpartition(img.ravel(), -k)[-k:]
+    overlap = len(np.intersect1d(top_out, top_edges)) / k
+    return PropagatorReading(
+        centre=centre, neighbour=neighbour,
+        corr_with_image=float(np.corrcoef(out.ravel(), img.ravel())[0, 1]),
+        corr_with_edges=float(np.corrcoef(out.ravel(), edges.ravel())[0, 1]),
+        top_overlap=float(overlap),
+        top_overlap_image=float(len(np.intersect1d(top_out, top_image)) / k),
+        top_fraction=float(top_fraction),
+        departure_residual=float(np.abs((out - img) + neighbour * response).max()))

@@ -67,4 +67,55 @@ def paired_ratio_interval(a: Sequence[float], b: Sequence[float], confidence: fl
     return math.exp(mean), math.exp(lo), math.exp(hi)
 
 
-__all__ = ["interleaved", "mean_interval", "paired_ratio_interval"]
+# -- timing on devices and across worker processes -----------------------------------------------
+def sync_device(device: Any) -> None:
+    """Wait for the device's queued work (a CUDA device; nothing to wait for on a CPU)."""
+    if getattr(device, "type", str(device).split(":")[0]) == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], Any], device: Any, reps: int, warmup: int = 2) -> float:
+    """Fastest of `reps` timed calls after `warmup`: on a machine shared with other jobs the
+    minimum is the least disturbed estimate of what the code itself costs."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(reps):
+        sync_device(device)
+        start = time.perf_counter()
+        fn()
+        sync_device(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def slowest_rank(value: float) -> float:
+    """The largest of every worker process's value (a distributed step is as slow as its slowest
+    rank); the value itself outside torch.distributed or with one process."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    on_gpu = dist.get_backend() == "nccl"  # nccl reduces GPU tensors only
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def timed_step(fn: Callable[[], Any], device: Any, barrier: Callable[[], Any] | None = None) -> float:
+    """Seconds one call of `fn` takes on every worker, started together after `barrier`: the
+    slowest rank's time (`slowest_rank`)."""
+    if barrier is not None:
+        barrier()
+    sync_device(device)
+    start = time.perf_counter()
+    fn()
+    sync_device(device)
+    return slowest_rank(time.perf_counter() - start)
+
+
+__all__ = ["interleaved", "mean_interval", "paired_ratio_interval", "sync_device", "best_time",
+           "slowest_rank", "timed_step"]

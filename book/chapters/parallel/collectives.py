@@ -4,18 +4,19 @@
 - `Traffic`: every collective goes through `all_reduce` / `all_gather_cat` below, which count the
   elements each worker sends (ring algorithms: 2(N-1)/N·n for an all-reduce of n elements,
   (N-1)·n for an all-gather of n-element blocks; with two workers: exactly the tensor handed over);
-- `_timed_step` / `_agree`: a step is as slow as its slowest rank, so each timing is the maximum
-  over ranks of steps started together after a barrier.
+- `allreduce_sweep`: a bare all-reduce timed against message size; a step is as slow as its slowest
+  rank, so every timing is the maximum over ranks (`book.core.timing.slowest_rank`, `timed_step`).
 """
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
+
+from book.core.timing import best_time, slowest_rank
 
 @dataclass
 class Worker:
@@ -80,52 +81,13 @@ def all_gather_cat(block: torch.Tensor, dim: int, traffic: Traffic | None = None
     return torch.cat(blocks, dim=dim)
 
 
-# -- timing collectives -------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _best_time(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> float:
-    """Fastest of `reps` timed calls after `warmup`: on a machine shared with other jobs the
-    minimum is the least disturbed estimate of what the code itself costs."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _timed_step(w: "Worker", fn: Callable[[], Any]) -> float:
-    """Seconds one call of `fn` takes on every rank, started together: the slowest rank's time."""
-    w.barrier()
-    _sync(w.device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(w.device)
-    return _agree(time.perf_counter() - t0)
-
-
-def _agree(value: float) -> float:
-    """The largest of every rank's value (a step is as slow as its slowest worker)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return value
-    on_gpu = dist.get_backend() == "nccl"  # nccl reduces GPU tensors only
-    t = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.item()
-
-
+# -- timing collectives (book.core.timing: best_time, slowest_rank) ---------------------------
 def allreduce_sweep(w: Worker, sizes_bytes: Sequence[int], reps: int) -> list[float]:
-    """Seconds (best of `reps`) of a bare dist.all_reduce of float32 tensors of each size (slowest rank)."""
+    """Seconds (best of `reps`) of a bare dist.all_reduce of float32 tensors of each size
+    (slowest rank)."""
     times = []
     for nbytes in sizes_bytes:
         t = torch.ones(max(1, nbytes // 4), device=w.device)
         w.barrier()
-        times.append(_agree(_best_time(lambda: dist.all_reduce(t), w.device, reps)))
+        times.append(slowest_rank(best_time(lambda: dist.all_reduce(t), w.device, reps)))
     return times

@@ -4,7 +4,7 @@ On a machine shared with other jobs a single timing decides nothing: every funct
 things it compares in alternation, round after round (so load that comes and goes hits both), and
 returns every round's time; the chapter judges the paired ratios with a confidence interval
 (`book.core.timing.paired_ratio_interval`, `Ledger.check_interval`). Timings of a distributed step are
-the slowest rank's (`collectives._timed_step`).
+the slowest rank's (`book.core.timing.timed_step`).
 """
 from __future__ import annotations
 
@@ -17,60 +17,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from book.chapters.parallel.collectives import Worker, _agree, _best_time, _sync, _timed_step
+from book.chapters.parallel.collectives import Worker
+from book.core.timing import sync_device, timed_step
 from book.chapters.parallel.models import FlatGradients, mlp, shard, split_mlp
-
-def dp_step_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
-                   bucket_mb: float | None = None, parts: Sequence[str] = ("compute", "allreduce", "bare")
-                   ) -> dict[str, float]:
-    """Time (best of `reps`) of a data-parallel step (forward, backward, gradient average) with this
-    worker's batch of `per_worker_batch`, the time of its all-reduce alone and of a bare
-    dist.all_reduce of the same bytes (`parts` picks which of these besides the step). With `bucket_mb`, the step is torch's
-    DistributedDataParallel with buckets of that size, overlapping all-reduce with backward."""
-    gen = torch.Generator().manual_seed(1234 + w.rank)
-    x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
-    y = torch.randint(0, widths[-1], (per_worker_batch,), generator=gen).to(w.device)
-    model = mlp(widths, seed=0).to(w.device)
-    result: dict[str, float] = {}
-    if bucket_mb is None:
-        grads = FlatGradients(model)
-
-        def step():
-            grads.zero()
-            (nn.functional.cross_entropy(model(x), y) / w.world_size).backward()
-            grads.average(divide=False)
-
-        def compute():
-            grads.zero()
-            nn.functional.cross_entropy(model(x), y).backward()
-
-        w.barrier()
-        result["step"] = _agree(_best_time(step, w.device, reps))
-        if "compute" in parts:
-            w.barrier()
-            result["compute"] = _agree(_best_time(compute, w.device, reps))
-        if "allreduce" in parts:
-            w.barrier()
-            result["allreduce_in_step"] = _agree(_best_time(lambda: grads.average(divide=False), w.device, reps))
-        if "bare" in parts:
-            bare = torch.ones_like(grads.flat)
-            w.barrier()
-            result["bare_allreduce"] = (_agree(_best_time(lambda: dist.all_reduce(bare), w.device, reps))
-                                        if w.world_size > 1 else 0.0)
-        result["bytes"] = grads.flat.numel() * grads.flat.element_size()
-    else:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ddp = DDP(model, bucket_cap_mb=bucket_mb, device_ids=[w.device.index] if w.device.type == "cuda" else None)
-
-        def step():
-            ddp.zero_grad(set_to_none=False)
-            nn.functional.cross_entropy(ddp(x), y).backward()
-
-        w.barrier()
-        result["step"] = _agree(_best_time(step, w.device, reps))
-    return result
-
 
 def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps: int,
                    bucket_mb: float) -> dict[str, list[float]]:
@@ -100,7 +49,7 @@ def overlap_timing(w: Worker, widths: Sequence[int], per_worker_batch: int, reps
     times: dict[str, list[float]] = {"off": [], "on": []}
     for i in range(reps + 2):
         for name, step in (("off", off), ("on", on)):
-            elapsed = _timed_step(w, step)
+            elapsed = timed_step(step, w.device, w.barrier)
             if i >= 2:  # two warm-up rounds (DDP builds its buckets in the first iterations)
                 times[name].append(elapsed)
     return times
@@ -120,7 +69,7 @@ def exchange_vs_bare(w: Worker, widths: Sequence[int], reps: int) -> dict[str, f
     times: dict[str, float] = {name: float("inf") for name, _ in contenders}
     for i in range(reps + 2):
         for name, fn in contenders:
-            elapsed = _timed_step(w, fn)
+            elapsed = timed_step(fn, w.device, w.barrier)
             if i >= 2:
                 times[name] = min(times[name], elapsed)
     times["bytes"] = grads.flat.numel() * grads.flat.element_size()
@@ -152,7 +101,7 @@ def efficiency_trials(w: Worker, widths: Sequence[int], per_worker_batch: int, r
     for i in range(rounds + 2):
         order = (("compute", compute), ("step", step)) if i % 2 == 0 else (("step", step), ("compute", compute))
         for name, fn in order:
-            elapsed = _timed_step(w, fn)
+            elapsed = timed_step(fn, w.device, w.barrier)
             if i >= 2:  # two warm-up rounds
                 times[name].append(elapsed)
     times["bytes"] = grads.flat.numel() * grads.flat.element_size()
@@ -196,7 +145,7 @@ def dp_vs_mp_timing(w: Worker, widths_list: Sequence[int], depth: int, batches: 
             w.traffic.enabled = False
             for r in range(reps):  # alternate the two so that both see the same background load
                 for name, step in (steps if r % 2 == 0 else steps[::-1]):
-                    row[f"{name}_times"].append(_timed_step(w, step))
+                    row[f"{name}_times"].append(timed_step(step, w.device, w.barrier))
             w.traffic.enabled = True
             for name, _ in steps:
                 row[f"{name}_time"] = float(np.median(row[f"{name}_times"]))
@@ -208,11 +157,11 @@ def _calibrate(fn, device: torch.device, at_least_s: float = 2e-3, limit: int = 
     """How many calls of `fn` last at least `at_least_s` (timer resolution, kernel-launch overhead)."""
     k = 1
     while True:
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         for _ in range(k):
             fn()
-        _sync(device)
+        sync_device(device)
         if time.perf_counter() - t0 >= at_least_s or k >= limit:
             return k
         k *= 2
@@ -255,11 +204,11 @@ def matmul_trials(batches: Sequence[int], n: int = 1000, *, device: str | torch.
             order = range(len(batches)) if r % 2 == 0 else reversed(range(len(batches)))
             for i in order:
                 x, k = inputs[i], inner[i]
-                _sync(device)
+                sync_device(device)
                 t0 = time.perf_counter()
                 for _ in range(k):
                     x @ weight
-                _sync(device)
+                sync_device(device)
                 row[i] = (time.perf_counter() - t0) / k
             out.append(row)
     return out
@@ -318,5 +267,158 @@ def forward_backward_trials(batch: int = 100, n_in: int = 1000, n_out: int = 100
                 torch.autograd.grad(y, (x, weight), delta, retain_graph=True)
 
         times = interleaved({"forward": forward, "backward": backward}, rounds, warmup=1,
-                            sync=(lambda: _sync(device)))
+                            sync=(lambda: sync_device(device)))
     return {name: [t / k for t in ts] for name, ts in times.items()}
+
+
+def _rmsprop(p: torch.Tensor, grad: torch.Tensor, square: torch.Tensor, lr: float,
+             alpha: float = 0.99, eps: float = 1e-8) -> None:
+    """One RMSProp update of `p` in place (the running mean of squared gradients in `square`)."""
+    square.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+    p.addcdiv_(grad, square.sqrt().add_(eps), value=-lr)
+
+
+def rmsprop_overlap_trials(w: Worker, widths: Sequence[int], per_worker_batch: int, rounds: int,
+                           lr: float = 1e-3) -> dict[str, Any]:
+    """The post's own overlap: after the backward pass, while one layer's gradient is all-reduced
+    the RMSProp update of the layer before it already computes. Two copies of the same MLP take
+    alternating data-parallel RMSProp steps (the 1/N folded into the loss): `sequential` all-reduces
+    every gradient, then updates; `overlapped` starts every all-reduce at once (async, last layer
+    first) and updates each layer as soon as its gradient has arrived. Returns every round's
+    seconds (slowest rank) and the largest difference between the two copies' weights after the
+    same steps (the overlap may not change a bit)."""
+    gen = torch.Generator().manual_seed(1234 + w.rank)
+    x = torch.randn(per_worker_batch, widths[0], generator=gen).to(w.device)
+    y = torch.randint(0, widths[-1], (per_worker_batch,), generator=gen).to(w.device)
+    models = {name: mlp(widths, seed=0).to(w.device) for name in ("sequential", "overlapped")}
+    squares = {name: [torch.zeros_like(p) for p in m.parameters()] for name, m in models.items()}
+
+    def backward(model: nn.Module) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=False)
+        (nn.functional.cross_entropy(model(x), y) / w.world_size).backward()
+        return list(model.parameters())
+
+    def sequential() -> None:
+        params = backward(models["sequential"])
+        for p in params:
+            dist.all_reduce(p.grad)
+        for p, square in zip(params, squares["sequential"]):
+            _rmsprop(p.data, p.grad, square, lr)
+
+    def overlapped() -> None:
+        params = backward(models["overlapped"])
+        order = list(reversed(range(len(params))))  # the order backward finishes them
+        handles = {i: dist.all_reduce(params[i].grad, async_op=True) for i in order}
+        for i in order:
+            handles[i].wait()
+            _rmsprop(params[i].data, params[i].grad, squares["overlapped"][i], lr)
+
+    times: dict[str, Any] = {"sequential": [], "overlapped": []}
+    steps = (("sequential", sequential), ("overlapped", overlapped))
+    for i in range(rounds + 2):
+        for name, fn in (steps if i % 2 == 0 else steps[::-1]):
+            elapsed = timed_step(fn, w.device, w.barrier)
+            if i >= 2:  # two warm-up rounds
+                times[name].append(elapsed)
+    times["weight_difference"] = max(
+        (a - b).abs().max().item()
+        for a, b in zip(models["sequential"].parameters(), models["overlapped"].parameters()))
+    return times
+
+
+def hybrid_vs_dp_trials(w: Worker, batch: int, rounds: int, seed: int = 0,
+                        dense: Sequence[int] = (1024, 1024)) -> dict[str, Any]:
+    """One training step of `mnist_convnet` on MNIST-shaped inputs by data parallelism (batch split,
+    every gradient all-reduced) and by the hybrid (convolutions data-parallel, dense layers split
+    by their first dimension), alternating round by round; the elements each worker sent in one
+    step of each (the collectives' counters) and every round's seconds (slowest rank)."""
+    from book.chapters.parallel.models import HybridNet, mnist_convnet
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 1, 28, 28, generator=gen).to(w.device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(w.device)
+    part = shard(batch, w.rank, w.world_size)
+    conv, head = mnist_convnet(seed, dense)
+    data_net = nn.Sequential(conv, head).to(w.device)
+    grads = FlatGradients(data_net)
+    hybrid = HybridNet(*mnist_convnet(seed, dense), "first", w)
+
+    def data_step() -> None:
+        grads.zero()
+        (nn.functional.cross_entropy(data_net(x[part]), y[part]) / w.world_size).backward()
+        grads.average(w.traffic, divide=False)
+
+    def hybrid_step() -> None:
+        hybrid.zero_grad(set_to_none=False)
+        nn.functional.cross_entropy(hybrid(x[part]), y).backward()
+        hybrid.average_conv_gradients()
+
+    out: dict[str, Any] = {"data": [], "hybrid": []}
+    steps = (("data", data_step), ("hybrid", hybrid_step))
+    for name, step in steps:  # one counted step each (also a warm-up)
+        w.traffic.reset()
+        step()
+        out[f"{name}_elements"] = w.traffic.total_elements()
+    w.traffic.enabled = False
+    for i in range(rounds + 1):
+        for name, step in (steps if i % 2 == 0 else steps[::-1]):
+            elapsed = timed_step(step, w.device, w.barrier)
+            if i >= 1:
+                out[name].append(elapsed)
+    w.traffic.enabled = True
+    return out
+
+
+def mp_overlap_trials(w: Worker, width: int, depth: int, batch: int, chunks: int, rounds: int,
+                      seed: int = 0) -> dict[str, Any]:
+    """A trick that hides model parallelism's synchronisation: the forward pass of `depth` layers
+    split by their first dimension (each worker's partial products added by an all-reduce), once
+    `blocking` (every layer waits for its all-reduce) and once `pipelined` over `chunks`
+    micro-batches (the all-reduce of one micro-batch runs, async, while the next micro-batch's
+    partial product computes; a micro-batch goes on to the next layer once its sum has arrived).
+    Returns the largest difference of the outputs in float64 (the trick must not change the
+    result) and every round's seconds of both in float32 (slowest rank)."""
+    block = batch // chunks
+    if block * chunks != batch:
+        raise ValueError("the batch must split into equal micro-batches")
+    cols = slice(w.rank * width // w.world_size, (w.rank + 1) * width // w.world_size)
+
+    def setup(dtype):
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, width, generator=gen, dtype=dtype)
+        weights = [torch.randn(width, width, generator=gen, dtype=dtype) / width ** 0.5
+                   for _ in range(depth)]
+        return x.to(w.device), [wt[cols].contiguous().to(w.device) for wt in weights]
+
+    def blocking(x, weights):
+        h = x
+        for wt in weights:
+            h = h[:, cols] @ wt
+            dist.all_reduce(h)
+            h = torch.relu(h)
+        return h
+
+    def pipelined(x, weights):
+        hs = list(x.split(block))
+        for wt in weights:
+            pending = []
+            for j in range(chunks):
+                partial = hs[j][:, cols] @ wt
+                pending.append((partial, dist.all_reduce(partial, async_op=True)))
+            hs = []
+            for partial, handle in pending:
+                handle.wait()
+                hs.append(torch.relu(partial))
+        return torch.cat(hs)
+
+    x64, w64 = setup(torch.float64)
+    difference = (blocking(x64, w64) - pipelined(x64, w64)).abs().max().item()
+    x32, w32 = setup(torch.float32)
+    out: dict[str, Any] = {"difference": difference, "blocking": [], "pipelined": []}
+    runs = (("blocking", lambda: blocking(x32, w32)), ("pipelined", lambda: pipelined(x32, w32)))
+    for i in range(rounds + 2):
+        for name, fn in (runs if i % 2 == 0 else runs[::-1]):
+            elapsed = timed_step(fn, w.device, w.barrier)
+            if i >= 2:
+                out[name].append(elapsed)
+    return out

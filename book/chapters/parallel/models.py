@@ -360,3 +360,172 @@ def hybrid_traffic(conv: nn.Sequential, dense: nn.Sequential, image_shape: Seque
     hybrid = reduce * conv_params + boundary + model_parallel(dense_rows, first_needs_deltas=True)
     return {"data": data, "model": model, "hybrid": hybrid, "conv_params": conv_params,
             "dense_params": dense_params, "features": features, "boundary": boundary}
+
+
+# -- why mini-batches: the gradient noise of a batch against the whole data set ---------------------
+def _flat_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()]).clone()
+
+
+def _step(model: nn.Module, grad: torch.Tensor, lr: float) -> None:
+    with torch.no_grad():
+        offset = 0
+        for p in model.parameters():
+            p -= lr * grad[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+
+
+def gradient_noise(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int], batches: Sequence[int],
+                   draws: int, *, seed: int, train_steps: int, lr: float = 0.1, train_batch: int = 128,
+                   eval_size: int = 2000, same_compute: tuple[int, int] = (128, 512)) -> dict[str, Any]:
+    """How well a mini-batch gradient stands in for the gradient of the whole set `x` (a real MLP),
+    at initialisation and after `train_steps` SGD steps of `train_batch`. Per state and batch size
+    (`draws` random batches each): the cosine similarity with the full gradient and the loss
+    decrease of one SGD step (`lr`) on `eval_size` examples of the set, as a fraction of the full
+    gradient's step. And, for equal computation, the decrease of k steps of the small batch of
+    `same_compute` against one step of the large one (k = large / small, the same examples)."""
+    small, large = same_compute
+    if large % small:
+        raise ValueError("the large batch must be a multiple of the small one")
+    x = x.flatten(1)
+    model = mlp(widths, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    out: dict[str, Any] = {}
+    for state in ("initialised", "trained"):
+        if state == "trained":
+            for _ in range(train_steps):
+                idx = torch.randint(0, len(x), (train_batch,), generator=gen)
+                _step(model, _flat_gradient(model, x[idx], y[idx]), lr)
+        start = [p.detach().clone() for p in model.parameters()]
+        held = torch.randperm(len(x), generator=gen)[:eval_size]
+
+        def eval_loss() -> float:
+            with torch.no_grad():
+                return nn.functional.cross_entropy(model(x[held]), y[held]).item()
+
+        def restore() -> None:
+            with torch.no_grad():
+                for p, p0 in zip(model.parameters(), start):
+                    p.copy_(p0)
+
+        def decrease(grad: torch.Tensor) -> float:
+            _step(model, grad, lr)
+            loss = eval_loss()
+            restore()
+            return before - loss
+
+        before = eval_loss()
+        full = _flat_gradient(model, x, y)
+        full_decrease = decrease(full)
+        rows = {}
+        for b in batches:
+            cosine, relative = [], []
+            for _ in range(draws):
+                idx = torch.randperm(len(x), generator=gen)[:b]
+                grad = _flat_gradient(model, x[idx], y[idx])
+                cosine.append(nn.functional.cosine_similarity(grad, full, dim=0).item())
+                relative.append(decrease(grad) / full_decrease)
+            rows[b] = {"cosine": cosine, "decrease": relative}
+        equal = {"small": [], "large": []}
+        for _ in range(draws):
+            idx = torch.randperm(len(x), generator=gen)[:large]
+            equal["large"].append(decrease(_flat_gradient(model, x[idx], y[idx])) / full_decrease)
+            for k in range(large // small):
+                part = idx[k * small:(k + 1) * small]
+                _step(model, _flat_gradient(model, x[part], y[part]), lr)
+            equal["small"].append((before - eval_loss()) / full_decrease)
+            restore()
+        out[state] = {"rows": rows, "equal_compute": equal, "loss": before,
+                      "full_decrease": full_decrease}
+    return out
+
+
+# -- the hybrid on MNIST: data-parallel convolutions, model-parallel dense layers ---------------------
+def mnist_convnet(seed: int, dense: Sequence[int] = (1024, 1024)) -> tuple[nn.Sequential, nn.Sequential]:
+    """A small convolutional net for MNIST with large dense layers (the shape the hybrid is for):
+    two 5×5 convolutions with max pooling (13 k weights, 512 features), then an `mlp` of `dense`."""
+    with torch.random.fork_rng():  # torch's default initialisation, from `seed` alone
+        torch.manual_seed(seed)
+        conv = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    return conv, mlp([512, *dense, 10], seed=seed)
+
+
+class _GatherRows(torch.autograd.Function):
+    """Forward: every worker's block of rows stacked in rank order (all-gather). Backward: the
+    split dense layers leave the whole batch's deltas on every worker; each keeps its own rows."""
+
+    @staticmethod
+    def forward(ctx, block, rank, traffic):
+        ctx.rank, ctx.rows = rank, block.shape[0]
+        return all_gather_cat(block, dim=0, traffic=traffic)
+
+    @staticmethod
+    def backward(ctx, delta):
+        return delta[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None, None
+
+
+class HybridNet(nn.Module):
+    """Krizhevsky's hybrid on one worker: its own images through the (replicated) convolutions,
+    the features of the whole batch gathered, the dense layers split by `split` (`SplitLinear`)."""
+
+    def __init__(self, conv: nn.Sequential, dense: nn.Sequential, split: str, w: Worker):
+        super().__init__()
+        self.conv, self.dense, self.worker = conv.to(w.device), split_mlp(dense, split, w), w
+
+    def forward(self, x_own: torch.Tensor) -> torch.Tensor:
+        features = self.conv(x_own)
+        return self.dense(_GatherRows.apply(features, self.worker.rank, self.worker.traffic))
+
+    def average_conv_gradients(self) -> None:
+        """The loss is the whole batch's on every worker, so each worker's convolution gradient is
+        its images' share of it: the workers' shares are summed (all-reduce, no 1/N)."""
+        for p in self.conv.parameters():
+            all_reduce(p.grad, self.worker.traffic)
+
+
+def _sgd(model: nn.Module, lr: float) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+
+
+def convnet_train_single(x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int, lr: float,
+                         seed: int) -> dict[str, Any]:
+    """The reference for the hybrid: `mnist_convnet` trained by one process on whole batches."""
+    conv, dense = mnist_convnet(seed)
+    net = nn.Sequential(conv, dense)
+    losses = []
+    for step in range(steps):
+        xb, yb = x[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
+        net.zero_grad()
+        loss = nn.functional.cross_entropy(net(xb), yb)
+        loss.backward()
+        _sgd(net, lr)
+        losses.append(loss.item())
+    return {"losses": losses}
+
+
+def hybrid_train(w: Worker, x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int, lr: float,
+                 seed: int, split: str = "first") -> dict[str, Any]:
+    """SGD of `mnist_convnet` by the hybrid on the workers: this worker's shard of each batch
+    through the convolutions, the dense layers split. Returns the loss curve (the whole batch's,
+    the same on every worker) and the traffic of one step."""
+    net = HybridNet(*mnist_convnet(seed), split, w)
+    part = shard(batch_size, w.rank, w.world_size)
+    losses, traffic = [], None
+    for step in range(steps):
+        lo = step * batch_size
+        xb, yb = x[lo:lo + batch_size][part].to(w.device), y[lo:lo + batch_size].to(w.device)
+        net.zero_grad()
+        w.traffic.reset()
+        loss = nn.functional.cross_entropy(net(xb), yb)
+        loss.backward()
+        net.average_conv_gradients()
+        if traffic is None:
+            traffic = w.traffic.summary()
+        _sgd(net, lr)
+        losses.append(loss.item())
+    return {"losses": losses, "traffic": traffic}
