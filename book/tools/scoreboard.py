@@ -129,23 +129,22 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
              "[status page](status.md) says which run (mode, device, date) each chapter page shows.", ""]
     lines += [":::{dropdown} What the verdicts mean, and the rule they follow", ""] + legend_lines() + [":::",
                                                                                                   "", "## Counts", ""]
-    head = "| chapter | " + " | ".join(pages_short(f) for f in FAMILY_ORDER) + " | not run |"
-    lines += [head, "|---|" + "---:|" * (len(FAMILY_ORDER) + 1)]
+    count_rows = []
     totals = {f: 0 for f in FAMILY_ORDER}
     not_run_total = 0
     grouped: dict[str, list[str]] = {f: [] for f in FAMILY_ORDER + ("not-run",)}
     for name, chapter in CHAPTERS.items():
         ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
         led = ledgers.get(name)
-        link = f"[{chapter.title}](notebooks/{name}.ipynb)" if name in ledgers and _in_toc(name) else chapter.title
         rows = {row["id"]: row for row in (led["claims"] if led else [])}
         counts = pages.family_counts(rows.values())
         missing = [cid for cid in ids if cid not in rows]
         for f in FAMILY_ORDER:
             totals[f] += counts[f]
         not_run_total += len(missing)
-        lines.append(f"| {link} | " + " | ".join(str(counts[f]) for f in FAMILY_ORDER)
-                     + f" | {len(missing)} |")
+        cell = (f'<a href="notebooks/{name}.html">{html.escape(chapter.title)}</a>'
+                if name in ledgers and _in_toc(name) else html.escape(chapter.title))
+        count_rows.append((cell, "", dict(counts, **{"not run": len(missing)})))
         for cid in ids:
             row = rows.get(cid)
             if row is None:
@@ -153,8 +152,8 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
             else:
                 fam = pages.family_of(row)
                 grouped[fam].append(_row(row, led, name, fam))
-    lines.append("| **total** | " + " | ".join(f"**{totals[f]}**" for f in FAMILY_ORDER)
-                 + f" | **{not_run_total}** |")
+    count_rows.append(("<b>total</b>", "", dict(totals, **{"not run": not_run_total})))
+    lines.append(pages.counts_table(count_rows, FAMILY_ORDER, extra="not run"))
     for fam in FAMILY_ORDER:
         if not grouped[fam]:
             continue
@@ -162,11 +161,6 @@ def render_scoreboard(ledgers: Mapping[str, dict[str, Any] | None]) -> str:
     if grouped["not-run"]:
         lines += ["", f"## Not run ({len(grouped['not-run'])})", "", _table("not-run", grouped["not-run"])]
     return "\n".join(lines) + "\n"
-
-
-def pages_short(family: str) -> str:
-    return {"holds": "holds", "wrong": "post wrong", "undecided": "undecided",
-            "untestable": "not testable here", "cited": "cited", "forecast": "forecasts"}[family]
 
 
 def _ledgers_of(pages: Mapping[str, Path]) -> dict[str, dict[str, Any] | None]:
@@ -211,7 +205,12 @@ def render_status(ledgers: Mapping[str, dict[str, Any] | None], sources: Mapping
         versions.append(f"| {chapter.title} | {v.get('python', '–')} | {v.get('torch', '–')} | {v.get('numpy', '–')} "
                         f"| {v.get('scipy', '–')} | {others} |")
         commands.append(f"- **{chapter.title}**: `{led.get('command', '?')}` on {p.get('platform', '?')}")
-    return "\n".join(lines + versions + commands) + "\n"
+    on_gpu = [name for name, led in ledgers.items() if led and str(led.get("device", "")).startswith("cuda")]
+    gpu_line = ["", "**GPU runs**: " + (", ".join(on_gpu) + " show a GPU run." if on_gpu else
+                "no chapter page shows a GPU run yet: every verdict above was measured on a CPU; the "
+                "needs-gpu rows are measured by the same code on a GPU (`make test-gpu`, or the chapter on "
+                "Colab).")]
+    return "\n".join(lines + gpu_line + versions + commands) + "\n"
 
 
 def write_status(pages: Mapping[str, Path], sources: Mapping[str, Path], target: str | Path) -> Path:
