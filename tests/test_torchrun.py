@@ -161,10 +161,10 @@ def test_two_agents_give_exactly_the_standalone_answers(tmp_path):
     assert not run.strays()
     two_agents_out = run.output(0, "out") + run.output(1, "out")
 
-    standalone = subprocess.run(
+    standalone = subprocess.run(  # (the quiet variables set: it need not restart itself)
         [sys.executable, "-m", "book.chapters.parallel.torchrun", "--standalone",
          "--nproc-per-node=2", *checks, "--out", str(tmp_path / "one.pt")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, env=_env(**T.QUIET_ENV), capture_output=True, text=True, timeout=120)
     assert standalone.returncode == 0, standalone.stderr[-3000:]
     assert two_agents_out == standalone.stdout  # the same lines, digit for digit
     assert "2 workers, gloo" in standalone.stdout
@@ -207,6 +207,34 @@ def test_a_lost_machine_ends_every_process_within_seconds(tmp_path, victim, phas
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert run.agents[survivor].returncode == EXIT_PEER_LOST, run.outputs()
     assert not run.strays()
+
+
+def test_a_machine_that_goes_silent_is_lost_after_its_beats_stop(tmp_path):
+    # SIGSTOP: the agent's sockets stay open, as a machine's do when its power or network goes;
+    # only the missing beats can tell. The survivor ends within LOST_AFTER_S and a beat or two.
+    env = _env(**T.QUIET_ENV)
+    run, port = _two_agents(tmp_path, ["hold", "--seconds", "60"], env)
+    frozen = run.agents[1]
+    try:
+        run.wait_until(lambda: "hold: 2 workers" in run.output(0, "out"), 90, "the run to start")
+        os.kill(frozen.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        survivor = run.agents[0]
+        survivor.wait(GONE_WITHIN_S)
+        took = time.monotonic() - stopped_at
+        assert T.LOST_AFTER_S <= took + 0.5 and took < GONE_WITHIN_S
+        assert survivor.returncode == EXIT_PEER_LOST
+        lost = [line for line in run.output(0).splitlines() if line.startswith(LOST_LINE)]
+        assert len(lost) == 1 and "lost node 1 of 2" in lost[0] and "no beat" in lost[0], lost
+        assert not [pid for pid in run.workers[survivor.pid] if _running(pid)]
+        print(f"silent machine: the survivor gone {took:.2f} s after it went silent")
+        os.kill(frozen.pid, signal.SIGKILL)  # the machine is gone for good: so is its worker
+        killed_at = time.monotonic()
+        while run.alive() and time.monotonic() - killed_at < GONE_WITHIN_S:
+            time.sleep(0.05)
+        assert not run.alive(), run.outputs()
+    finally:
+        run.cleanup()
 
 
 def test_rendezvous_options_keep_the_users_values():

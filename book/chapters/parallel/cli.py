@@ -1,5 +1,5 @@
-"""`torchrun --nproc-per-node=N -m book.chapters.parallel {gradients,split,allreduce}`: the chapters'
-checks on processes that torchrun started (on one machine or several) instead of a `Pool`.
+"""`torchrun --nproc-per-node=N -m book.chapters.parallel {gradients,split,allreduce}`: the
+chapters' checks on processes that torchrun started (on one machine or several) instead of a `Pool`.
 
 Across machines, start it with `python -m book.chapters.parallel.torchrun` (same options): that
 launcher adds the agent-side protections (see `book.chapters.parallel.torchrun`). Whatever started

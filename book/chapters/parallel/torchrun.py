@@ -43,6 +43,7 @@ from book.chapters.parallel.cli import AGENT_PID_ENV, CHECKS, EXIT_PEER_LOST
 
 BEAT_S = 0.5           # how often an agent beats
 LOST_AFTER_S = 5.0     # a node whose beat stops this long is lost
+FAILED_GRACE_S = 2.0   # a node whose workers failed: ours get this long to fail as well
 EXIT_BARRIER_S = 10.0  # the longest an agent whose workers finished waits for the others
 SHUTDOWN_TIMEOUT_S = 5  # SIGTERM to SIGKILL for the agent's own workers
 RDZV_DEFAULTS = {
@@ -70,6 +71,7 @@ PRELUDE = (
 )
 
 _report_lock = threading.Lock()
+_watching: list["PeerWatch"] = []  # this agent's current watch, for main's error paths
 
 
 def say(line: str) -> None:
@@ -106,8 +108,9 @@ class PeerWatch:
         self.host, self.port, self.me = host, port, me
         self.nodes: dict[int, dict] = {rank: me}
         self.done: set[int] = set()
-        self.failed: set[int] = set()
+        self.failed: dict[int, float] = {}  # rank: when its failure was seen
         self.self_done = False
+        self.failed_self = False
         self.stopping = threading.Event()
         self.all_done = threading.Event()
         self.store = None
@@ -175,7 +178,7 @@ class PeerWatch:
             if store.add(self._key("done", rank), 0):
                 return
             if store.add(self._key("failed", rank), 0):
-                return self._lost(f"{self.describe(rank)} stopped: its workers failed")
+                return  # the watch thread gives our own workers a moment, then reports it
         except Exception:  # noqa: BLE001 - the store went with it: the watch thread says so
             if rank == 0:
                 return
@@ -237,8 +240,8 @@ class PeerWatch:
                         last[r], heard[r] = beats, time.monotonic()
                     if r not in self.done and store.add(self._key("done", r), 0):
                         self.done.add(r)
-                    if store.add(self._key("failed", r), 0):
-                        return self._lost(f"{self.describe(r)} stopped: its workers failed")
+                    if r not in self.failed and store.add(self._key("failed", r), 0):
+                        self.failed[r] = time.monotonic()
             except Exception as e:  # noqa: BLE001
                 if self.all_done.is_set() or self.stopping.is_set():
                     return  # rank 0 left after everyone was done: a normal end
@@ -247,8 +250,13 @@ class PeerWatch:
             if len(self.done) == len(others) and self.self_done:
                 self.all_done.set()
             now = time.monotonic()
+            for r, since in self.failed.items():
+                # our workers, in a collective with its, fail too in a moment (then main reports
+                # this node's failure); workers that do not are ended here
+                if not self.failed_self and now - since > FAILED_GRACE_S:
+                    return self._lost(f"{self.describe(r)} stopped: its workers failed")
             for r in others:
-                if r not in self.done and now - heard[r] > LOST_AFTER_S:
+                if r not in self.done and r not in self.failed and now - heard[r] > LOST_AFTER_S:
                     what = "no beat" if last[r] else "it never beat"
                     return self._lost(f"lost {self.describe(r)}: {what} for "
                                       f"{now - heard[r]:.1f} s")
@@ -281,6 +289,7 @@ class PeerWatch:
 
     def failed_here(self) -> None:
         """This node's workers failed: say so, so that the others do not take it for a loss."""
+        self.failed_self = True
         try:
             if self.store is not None:
                 self.store.add(self._key("failed", self.rank), 1)
@@ -328,6 +337,7 @@ def _agent_class():
             prefix = f"book.watch/{handler.get_run_id()}/{self._rounds}"
             self._watch = PeerWatch(store_info.master_addr, store_info.master_port, info.rank,
                                     info.world_size, prefix, me, self._lost)
+            _watching[:] = [self._watch]
             # the workers start once every agent watches every other: no phase is unwatched
             self._watch.ready.wait(LOST_AFTER_S)
 
@@ -410,8 +420,26 @@ def _failure_line(error) -> str:
     parts = []
     for rank, failure in sorted(getattr(error, "failures", {}).items()):
         message = str(failure.message).strip().splitlines()[0] if failure.message else ""
-        parts.append(f"rank {rank} exit code {failure.exitcode}" + (f": {message}" if message else ""))
+        if message.startswith("To enable traceback"):  # torch's text when there is no error file
+            message = ""
+        parts.append(f"rank {rank} exit code {failure.exitcode}"
+                     + (f": {message}" if message else ""))
     return "workers failed: " + "; ".join(parts) if parts else f"workers failed: {error}"
+
+
+def _give_the_watch_time() -> None:
+    """A failure here may be a lost machine's doing: wait until the watch has named it (it ends
+    the process) or has seen every node alive long enough to rule a loss out."""
+    watch = _watching[0] if _watching else None
+    if watch is None:
+        return
+    deadline = time.monotonic() + LOST_AFTER_S + 2 * BEAT_S
+    while time.monotonic() < deadline and not watch.stopping.is_set():
+        if len(watch.done) + len(watch.failed) == watch.world - 1:
+            return  # every other node is accounted for: nothing is lost
+        time.sleep(0.05)
+    if watch.stopping.is_set() and not watch.all_done.is_set():
+        time.sleep(LOST_AFTER_S)  # it is reporting, and ends this process
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,8 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         launcher_api.launch_agent(config, sys.executable, ["-u", "-c", PRELUDE, *checks])
     except ChildFailedError as e:
-        # a lost peer makes our workers fail first; the watch names the node within seconds
-        time.sleep(LOST_AFTER_S + 2 * BEAT_S)
+        _give_the_watch_time()  # a lost peer makes our workers fail first; the watch names it
         with _report_lock:
             say(_failure_line(e))
         return 1
@@ -450,8 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - rendezvous and store errors: one line, not a traceback
         name = type(e).__name__
-        if "Rendezvous" in name or "Dist" in name:
-            time.sleep(LOST_AFTER_S + 2 * BEAT_S)  # as above: the watch may name the lost node
+        _give_the_watch_time()
         with _report_lock:
             first = (str(e).strip().splitlines() or [""])[0]
             say(f"{name}: {first} (rendezvous {args.rdzv_backend} at {config.rdzv_endpoint})")
@@ -460,4 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # done: skip the interpreter's teardown (torch's stores and threads take seconds to go)
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(code)
