@@ -381,21 +381,38 @@ def staged_ledgers(srcdir: Path) -> dict[str, dict[str, Any] | None]:
     return found
 
 
-def chapter_table(ledgers: dict[str, dict[str, Any] | None], intro_posts: bool = True) -> str:
-    families = [f for f in verdicts.FAMILIES]
-    short = {"holds": "holds", "wrong": "post wrong", "undecided": "undecided",
-             "untestable": "not testable here", "cited": "cited", "forecast": "forecasts"}
-    lines = ["| chapter | post | " + " | ".join(short[f] for f in families) + " |",
-             "|---|---|" + "---:|" * len(families)]
+SHORT_FAMILY = {"holds": "holds", "wrong": "post wrong", "undecided": "undecided",
+                "untestable": "not testable here", "cited": "cited", "forecast": "forecasts"}
+
+
+def counts_table(rows: list[tuple[str, str, dict[str, int]]], families: Iterable[str],
+                 extra: str = "", first: str = "chapter") -> str:
+    """An HTML table of counts per chapter (a raw HTML block: one line, no blank lines). `rows`:
+    (chapter cell HTML, second cell HTML or "", counts by family, plus `extra` when given)."""
+    families = list(families)
+    second = any(r[1] for r in rows)
+    head = f"<th>{first}</th>" + ("<th class='post-column'>post</th>" if second else "") + "".join(
+        f"<th class='n'>{SHORT_FAMILY.get(f, f)}</th>" for f in families) + (f"<th class='n'>{extra}</th>" if extra else "")
+    body = []
+    for cell, post, counts in rows:
+        cells = f"<td>{cell}</td>" + (f"<td class='post-column'>{post}</td>" if second else "")
+        cells += "".join(f"<td class='n'>{counts.get(f, 0) or '–'}</td>" for f in families)
+        if extra:
+            cells += f"<td class='n'>{counts.get(extra, 0) or '–'}</td>"
+        body.append(f"<tr>{cells}</tr>")
+    return (f'<table class="chapter-counts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
+            "</tbody></table>")
+
+
+def chapter_table(ledgers: dict[str, dict[str, Any] | None]) -> str:
+    rows = []
     for name, ch in CHAPTERS.items():
         led = ledgers.get(name)
-        link = f"[{ch.title}](notebooks/{name}.ipynb)" if led else ch.title
-        post = (f"[{ch.post_title.split(':')[0]} ({ch.year})]({ch.post_url})" if name != "predictions"
-                else "the forecasts of 2015–2023")
-        counts = family_counts(led["claims"]) if led else {f: 0 for f in families}
-        cells = " | ".join(str(counts[f]) if counts[f] else "–" for f in families)
-        lines.append(f"| {link} | {post} | {cells} |")
-    return "\n".join(lines)
+        link = f'<a href="notebooks/{name}.html">{html.escape(ch.title)}</a>' if led else html.escape(ch.title)
+        post = (f'<a href="{html.escape(ch.post_url, quote=True)}">{html.escape(ch.post_title)}</a> ({ch.year})'
+                if name != "predictions" else "the forecasts of the brain (2015), sparse-networks (2019) and GPU (2023) posts")
+        rows.append((link, post, family_counts(led["claims"]) if led else {}))
+    return counts_table(rows, verdicts.FAMILIES)
 
 
 def book_counts(ledgers: dict[str, dict[str, Any] | None]) -> str:
