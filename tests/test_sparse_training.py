@@ -129,6 +129,14 @@ def test_the_sweep_skips_finished_runs_and_resumes_an_unfinished_one(tmp_path, m
     assert not list((tmp_path / "sweep_checkpoints").glob("*[0-9].pt"))   # finished: only .final.pt remain
 
 
+def test_a_lenet5_row_carries_its_nets_class_specialization(tmp_path, mnist):
+    cfg = sweeps.configs("lenet5", [0.1], [0], 1, train_subset=200)[0]
+    cfg.test_subset = 500
+    row = sweeps.run_one(cfg, mnist, tmp_path / "out.json", tmp_path / "ck", log=lambda s: None)
+    assert set(row["specialization"]) == {"layer1", "layer2", "layer3", "conv_mean"}
+    assert 0 <= row["specialization"]["conv_mean"] <= 1
+
+
 def test_a_checkpoint_made_by_other_training_code_is_not_resumed(tmp_path, mnist):
     cfg = sweeps.configs("lenet300", [0.1], [0], 2, train_subset=500)[0]
     ckpts = tmp_path / "ck"

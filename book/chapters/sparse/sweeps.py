@@ -172,6 +172,11 @@ def run_one(cfg: RunConfig, data: MnistData, out: Path, checkpoints: Path, *, de
                "train_seconds": round(sum(run.epoch_seconds), 1),
                "provenance": {**origin, "wall_s": round(time.perf_counter() - wall, 1),
                               "train_seconds": round(sum(run.epoch_seconds), 1), "starts": starts}}
+        if cfg.model == "lenet5":   # the trained net's class specialization (sparse-6 at the sweep's budget)
+            from book.chapters.sparse.analysis import specialization_summary
+
+            n = cfg.test_subset or len(data.x_test)
+            row["specialization"] = specialization_summary(run.model, data.x_test[:n], data.y_test[:n])
         add_row(out, row)
         os.replace(ckpt, ckpt.with_suffix(".final.pt"))   # the trained net, kept for later scoring
         side.unlink(missing_ok=True)
