@@ -166,7 +166,9 @@ class CloudVsDesktop:
 
 
 def relative_performance(specs, precision: str = "16-bit", reference: str = "RTX 4090"):
-    """The post's predictor: performance ∝ memory bandwidth (gpu-2). For 8-bit, cards with fp8 move
+    """The bandwidth-only model (no L2 factor; the chapter's charts use
+    `book.chapters.gpu.perfmodel`, which adds the factors the post states). Performance ∝ memory
+    bandwidth (gpu-2). For 8-bit, cards with fp8 move
     half the bytes per element, so their 8-bit performance is twice their 16-bit; cards without fp8
     stay at their 16-bit figure (the post did not model 8-bit for them either). Normalised to
     `reference`."""
@@ -183,7 +185,9 @@ SYSTEM_USD_PER_GPU = 1000.0  # share of the desktop/server around each GPU (stat
 
 def perf_per_dollar(specs, precision: str = "16-bit", *, years: float = 5, usd_per_kwh: float = 0.175,
                     utilization: float = 0.15, system_usd_per_gpu: float = SYSTEM_USD_PER_GPU):
-    """Relative performance per dollar of ownership: GPU price + its share of the computer + `years`
+    """The bandwidth-only model's performance per dollar (with a $1,000 computer share; the chapter
+    uses `perfmodel.chart_perf_per_dollar`, with the post's own desktop and L2 factor).
+    Relative performance per dollar of ownership: GPU price + its share of the computer + `years`
     of electricity at the GPU's TDP and `utilization`. Returns a DataFrame sorted best first, with
     perf/$ normalised so the best card is 1."""
     import pandas as pd
