@@ -58,7 +58,7 @@ def test_every_claim_shows_a_verdict_in_the_committed_outputs(chapter):
     text = _output_text(nbformat.read(chapter.notebook, as_version=4))
     ids = [cid for p in chapter.prefixes for cid in claim_ids(p)]
     missing = [cid for cid in ids
-               if not re.search(re.escape(cid) + r"(?!\d)\s+⟨?(" + "|".join(VERDICTS) + ")", text)]
+               if not re.search(re.escape(cid) + r"(?!\d)\s+[⟨‹]?(" + "|".join(VERDICTS) + ")", text)]
     assert not missing, f"no verdict shown for {missing}"
 
 
