@@ -222,7 +222,7 @@ def test_a_machine_that_goes_silent_is_lost_after_its_beats_stop(tmp_path):
         survivor = run.agents[0]
         survivor.wait(GONE_WITHIN_S)
         took = time.monotonic() - stopped_at
-        assert T.LOST_AFTER_S <= took + 0.5 and took < GONE_WITHIN_S
+        assert T.LOST_AFTER_S <= took + 2 * T.BEAT_S and took < GONE_WITHIN_S
         assert survivor.returncode == EXIT_PEER_LOST
         lost = [line for line in run.output(0).splitlines() if line.startswith(LOST_LINE)]
         assert len(lost) == 1 and "lost node 1 of 2" in lost[0] and "no beat" in lost[0], lost

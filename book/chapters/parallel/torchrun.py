@@ -10,22 +10,26 @@ torch.distributed.elastic; the option or method each one sets is named):
   which asks the kernel for SIGKILL when the agent dies (prctl PR_SET_PDEATHSIG), checks the agent
   is still there and only then imports the book (`book.chapters.parallel.cli` adds a watchdog);
   torchrun puts its workers in sessions of their own, so without this they outlive a killed agent;
-- the agents watch each other: a thread in each agent beats a counter in the run's store (the
-  one rank 0's agent hosts for the workers) every `BEAT_S` and reads the others'; a node whose
-  counter stops for `LOST_AFTER_S`, or a store that stops answering, is a lost machine: the agent
-  prints one line naming it, kills its own workers and exits (`EXIT_PEER_LOST`); so every
-  surviving process ends within seconds of the loss in every phase (workers starting up, waiting
-  for a peer that never comes, computing, finishing);
-- torch's exit barrier (`SimpleElasticAgent._exit_barrier`, 300 s, which no option changes) is
-  replaced by one on the same store that ends as soon as every node is done, at once when a node
-  is lost, and after `EXIT_BARRIER_S` at most;
-- short rendezvous timeouts (`--rdzv-conf`, c10d backend; the user's own values win):
-  `RDZV_DEFAULTS`; the workers' process-group timeout is `BOOK_PG_TIMEOUT_S` (30 s, not gloo's
-  30 minutes); the agent gives its workers `--shutdown-timeout` 5 s (not 30) between SIGTERM and
-  SIGKILL;
+- the agents watch each other (`PeerWatch`), from the end of the rendezvous (the workers start
+  only once every agent is watched) to the end: each holds a TCP connection to every other
+  agent, which the kernel closes the moment that agent dies, however it dies; and each beats a
+  counter in the run's store (the one rank 0's agent hosts for the workers) every `BEAT_S`, for
+  a machine that goes silent (power, network) with its connections open: `LOST_AFTER_S` without
+  a beat. A lost node, or a store that stops answering, ends the run: the agent prints one line
+  naming the node (rank, host, address, agent pid, what it hosted), kills its own workers and
+  exits with `EXIT_PEER_LOST`. A node whose workers failed says so in the store, so that the
+  others report a failure, not a lost machine;
+- torch's exit barrier (`SimpleElasticAgent._exit_barrier`, 300 s, which no option or variable
+  changes) is replaced by one on the same store that ends as soon as every node is done, at
+  once when a node is lost, and after `EXIT_BARRIER_S` at most;
+- short rendezvous timeouts (`--rdzv-conf`; the user's own values win): `RDZV_DEFAULTS` for the
+  c10d backend, `STATIC_DEFAULTS` for the static one; the workers' process-group timeout is
+  `BOOK_PG_TIMEOUT_S` (30 s, not gloo's 30 minutes); `--shutdown-timeout` 5 s (not 30) between
+  the agent's SIGTERM and SIGKILL to its own workers;
 - quiet: torch's C++ store warnings (TORCH_CPP_LOG_LEVEL=ERROR) and the agent's log
   (LOGLEVEL=CRITICAL; a user's own values win) stay silent: this launcher says in one line what
-  went wrong, instead of a traceback per process.
+  went wrong, instead of a traceback per process. Torch reads both when it loads, so the
+  launcher starts itself again (same pid) when they are not set.
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ RDZV_DEFAULTS = {
     "keep_alive_max_attempt": 3,  # the rendezvous drops a silent node after 3 s (torch: 15 s)
     "read_timeout": 10,         # one store read of the c10d backend (torch: 60 s)
 }
+STATIC_DEFAULTS = {"timeout": 120}  # --rdzv-backend=static: the store's timeout (torch: 900 s)
 QUIET_ENV = {"TORCH_CPP_LOG_LEVEL": "ERROR", "LOGLEVEL": "CRITICAL"}
 PROG = "python -m book.chapters.parallel.torchrun"
 
@@ -382,8 +387,8 @@ def _endpoint_port(spec) -> int:
         return 0
 
 
-def _merge_rdzv_conf(user_conf: str) -> str:
-    conf = {k: str(v) for k, v in RDZV_DEFAULTS.items()}
+def _merge_rdzv_conf(user_conf: str, defaults: dict = RDZV_DEFAULTS) -> str:
+    conf = {k: str(v) for k, v in defaults.items()}
     for item in filter(None, (s.strip() for s in (user_conf or "").split(","))):
         key, _, value = item.partition("=")
         conf[key.strip()] = value.strip()
@@ -411,6 +416,8 @@ def parse(argv: Sequence[str]):
         parser.error("--no-python and --run-path do not apply: the workers run the book's checks")
     if args.standalone or args.rdzv_backend == "c10d":
         args.rdzv_conf = _merge_rdzv_conf(args.rdzv_conf)
+    elif args.rdzv_backend == "static":
+        args.rdzv_conf = _merge_rdzv_conf(args.rdzv_conf, STATIC_DEFAULTS)
     if args.shutdown_timeout is None:
         args.shutdown_timeout = SHUTDOWN_TIMEOUT_S
     return args, checks
