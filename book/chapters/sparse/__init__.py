@@ -28,8 +28,12 @@ paper's MNIST setup, sweeps, and the command line of the full-mode sweeps: `pyth
 `analysis` (FLOPs of sparse kernels against dropping empty units with dense kernels, the shrunk dense
 net, class specialization, 2:4 structured pruning, cycle records, figures), `audit` (the algorithm's
 invariants recomputed from mask and weight snapshots, independently of `algorithm`), `counting` (FLOPs
-of 5 %-density masks for the paper's CIFAR-10 nets, VGG16-D and WRN-16-10) and `stats` (paired
-intervals over seeds).
+of 5 %-density masks for the paper's CIFAR-10 nets, VGG16-D and WRN-16-10), `stats` (paired
+intervals over seeds), `budget` (which committed runs stand behind a verdict: the paper's 100-epoch
+budget, counted from the evidence), `published` (the paper's MNIST comparison and other published
+numbers, with sources), `pruning` (Han et al.'s magnitude pruning, the compression baseline),
+`cifar` (the CIFAR-10 headline result: torchvision on a GPU, synthetic data in CI) and `brain_gap`
+(the brain's FLOPS against a 2019 GPU).
 """
 from book.chapters.sparse import audit, counting, stats  # noqa: F401  (sp.audit, sp.counting, sp.stats)
 from book.chapters.sparse.algorithm import (GROWTH_MODES, PRUNABLE_TYPES, REDISTRIBUTION_MODES, SparseMomentum, allocate_regrowth,

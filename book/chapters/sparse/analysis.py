@@ -328,7 +328,8 @@ def plot_layer_density(ax, densities: list[dict[str, float]], title: str, start:
     ax.set_ylabel("layer density (%)")
     ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend(title="layer", fontsize=9, title_fontsize=9)
+    ax.legend(title="layer", fontsize=9, title_fontsize=9, ncols=2, loc="upper center",
+              bbox_to_anchor=(0.5, -0.2))   # below the axes: the lines fill the plot
 
 
 def specialization_summary(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
