@@ -2,6 +2,7 @@
 branch's head, with a warning, when that commit cannot be fetched), says which runtime the chapter
 wants and how long it runs, the notebooks carry Colab's GPU accelerator metadata where the chapter
 uses a GPU, and the repository URL lives in one place."""
+
 from __future__ import annotations
 
 import shutil
@@ -28,29 +29,44 @@ _RUN_CELL = textwrap.dedent("""
 
 
 def _git(*args):
-    return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _run_cell(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
     (tmp_path / "cell.py").write_text(source, encoding="utf-8")
     (tmp_path / "run.py").write_text(_RUN_CELL, encoding="utf-8")
-    return subprocess.run([sys.executable, "-W", "always", "run.py", "cell.py"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-W", "always", "run.py", "cell.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-needs_git = pytest.mark.skipif(shutil.which("git") is None or not _git("rev-parse", "HEAD"),
-                               reason="needs git and this checkout's history")
+needs_git = pytest.mark.skipif(
+    shutil.which("git") is None or not _git("rev-parse", "HEAD"),
+    reason="needs git and this checkout's history",
+)
 
 
 @needs_git
 def test_the_install_cell_fetches_the_pinned_commit(tmp_path):
     head = _git("rev-parse", "HEAD")
-    source = colab.install_cell_source(url=REPO_ROOT.as_uri(), extras=(), branch="main", commit=head)
+    source = colab.install_cell_source(
+        url=REPO_ROOT.as_uri(), extras=(), branch="main", commit=head
+    )
     result = _run_cell(tmp_path, source)
     assert result.returncode == 0, result.stderr[-2000:]
     clone = tmp_path / colab.CLONE_DIR
-    assert subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip() == head
+    assert (
+        subprocess.run(
+            ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        == head
+    )
     assert "could not be fetched" not in result.stderr
 
 
@@ -59,7 +75,9 @@ def test_an_unreachable_commit_falls_back_to_the_branch_with_a_warning(tmp_path)
     branch = _git("rev-parse", "--abbrev-ref", "HEAD")
     if branch in ("", "HEAD"):
         pytest.skip("a detached checkout has no branch to fall back to")
-    source = colab.install_cell_source(url=REPO_ROOT.as_uri(), extras=(), branch=branch, commit="0" * 40)
+    source = colab.install_cell_source(
+        url=REPO_ROOT.as_uri(), extras=(), branch=branch, commit="0" * 40
+    )
     result = _run_cell(tmp_path, source)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "could not be fetched" in result.stderr and branch in result.stderr
@@ -93,13 +111,15 @@ def test_committed_notebooks_carry_the_synced_install_cell_and_accelerator(chapt
         nb = nbformat.read(path, as_version=4)
         cells = [c for c in nb.cells if colab.INSTALL_TAG in c.metadata.get("tags", [])]
         assert cells, f"{path.name}: no install cell"
-        assert cells[0].source == colab.chapter_install_source(chapter, path), \
-            f"{path.relative_to(REPO_ROOT)}: install cell out of date: run `python -m book sync-install`"
+        assert cells[0].source == colab.chapter_install_source(
+            chapter, path
+        ), f"{path.relative_to(REPO_ROOT)}: install cell out of date: python -m book sync-install"
         assert "hide-input" in cells[0].metadata.get("tags", [])
     nb = nbformat.read(chapter.notebook, as_version=4)
     wanted = colab.colab_metadata(chapter)
-    assert nb.metadata.get("accelerator") == wanted.get("accelerator"), \
-        f"{chapter.name}: Colab accelerator metadata: run `python -m book sync-install`"
+    assert nb.metadata.get("accelerator") == wanted.get(
+        "accelerator"
+    ), f"{chapter.name}: Colab accelerator metadata: run `python -m book sync-install`"
 
 
 def test_the_repository_url_lives_in_one_place():
@@ -109,8 +129,13 @@ def test_the_repository_url_lives_in_one_place():
     assert config.count(url) == 1
     # nowhere else by hand: the notebooks' install cells are generated from it (checked above)
     offenders = []
-    for path in list((REPO_ROOT / "book").rglob("*.py")) + list(REPO_ROOT.glob("*.md")) + \
-            list((REPO_ROOT / ".github").rglob("*.yml")):
+    for path in (
+        list((REPO_ROOT / "book").rglob("*.py"))
+        + list(REPO_ROOT.glob("*.md"))
+        + list((REPO_ROOT / ".github").rglob("*.yml"))
+    ):
         if url in path.read_text(encoding="utf-8"):
             offenders.append(str(path.relative_to(REPO_ROOT)))
-    assert not offenders, f"the repository URL is written by hand in {offenders}: read colab.repository_url()"
+    assert (
+        not offenders
+    ), f"the repository URL is written by hand in {offenders}: read colab.repository_url()"

@@ -1,6 +1,7 @@
-"""The scoreboard, the chapter pages' build-time machinery (book.tools.pages) and the verdict colours:
-grouped so the post's errors stand apart from what the book could not test; every row disputable;
-the vocabulary and its colours from book.core.verdicts only, readable in both themes."""
+"""The scoreboard, the chapter pages' build-time machinery (book.tools.pages) and the verdict
+colours: grouped so the post's errors stand apart from what the book could not test; every row
+disputable; the vocabulary and its colours from book.core.verdicts only, readable in both themes."""
+
 from __future__ import annotations
 
 import html
@@ -19,42 +20,75 @@ from book.tools.scoreboard import render_scoreboard
 
 
 def _row(cid, verdict, **kw):
-    row = {"id": cid, "verdict": verdict, "claim": f"claim text of {cid}", "post": 1, "measured": 2,
-           "tolerance": "exact", "mode": "full", "device": "cpu", "evidence": {}, "source": "",
-           "resource": "", "why": "", "note": "", "fails_if": "x", "volatile": False, "timed": False}
+    row = {
+        "id": cid,
+        "verdict": verdict,
+        "claim": f"claim text of {cid}",
+        "post": 1,
+        "measured": 2,
+        "tolerance": "exact",
+        "mode": "full",
+        "device": "cpu",
+        "evidence": {},
+        "source": "",
+        "resource": "",
+        "why": "",
+        "note": "",
+        "fails_if": "x",
+        "volatile": False,
+        "timed": False,
+    }
     row.update(kw)
     return row
 
 
 def _ledger(chapter, rows):
     counts = {v: sum(r["verdict"] == v for r in rows) for v in verdicts.NAMES}
-    return {"chapter": chapter, "mode": "full", "device": "cpu", "counts": counts,
-            "provenance": {"date": "2026-11-27T10:00:00Z", "commit": "abc"}, "claims": rows}
+    return {
+        "chapter": chapter,
+        "mode": "full",
+        "device": "cpu",
+        "counts": counts,
+        "provenance": {"date": "2026-11-27T10:00:00Z", "commit": "abc"},
+        "claims": rows,
+    }
 
 
 @pytest.fixture
 def board():
-    dp = _ledger("dp", [
-        _row("dp-1", "reproduced"),
-        _row("dp-3", "differs", why="the why text", wrong="3 x 2.25 = 6.75, not 7.75: off by 1 ms"),
-        _row("dp-5", "undecided", timed=True, measured="1.1 [0.9, 1.3]"),
-        _row("dp-6", "needs-resource", resource="a 100 Gbit/s network", note="loopback only"),
-        _row("dp-7", "differs", why="only a why, no wrong field"),
-    ])
+    dp = _ledger(
+        "dp",
+        [
+            _row("dp-1", "reproduced"),
+            _row(
+                "dp-3",
+                "differs",
+                why="the why text",
+                wrong="3 x 2.25 = 6.75, not 7.75: off by 1 ms",
+            ),
+            _row("dp-5", "undecided", timed=True, measured="1.1 [0.9, 1.3]"),
+            _row("dp-6", "needs-resource", resource="a 100 Gbit/s network", note="loopback only"),
+            _row("dp-7", "differs", why="only a why, no wrong field"),
+        ],
+    )
     return render_scoreboard({"dp": dp})
 
 
 def _section(page: str, title: str) -> str:
     start = page.index(f"## {title}")
-    rest = page[start + 3:]
+    rest = page[start + 3 :]
     end = rest.find("\n## ")
     return rest if end < 0 else rest[:end]
 
 
 def test_the_posts_errors_come_first_apart_from_what_could_not_be_tested(board):
     heads = re.findall(r"^## (.+?) \(\d+\)$", board, re.M)
-    assert heads[:4] == ["The post is wrong here", "Undecided: measured, but the interval cannot decide",
-                         "Not testable on this machine (the post is not judged)", "The post holds"], heads
+    assert heads[:4] == [
+        "The post is wrong here",
+        "Undecided: measured, but the interval cannot decide",
+        "Not testable on this machine (the post is not judged)",
+        "The post holds",
+    ], heads
     wrong = _section(board, "The post is wrong here")
     assert "dp-3" in wrong and "dp-7" in wrong and "dp-6" not in wrong and "dp-5" not in wrong
     assert "off by 1 ms" in wrong, "a differs row shows what the post got wrong (its `wrong` text)"
@@ -82,12 +116,16 @@ def test_every_row_links_a_prefilled_dispute(board):
         parts = urlsplit(link)
         assert link.startswith(pages.repository() + "/issues/new?")
         query = parse_qs(parts.query)
-        assert re.fullmatch(r"claim [a-z0-9]+-\d+: the verdict is wrong because …", query["title"][0])
+        assert re.fullmatch(
+            r"claim [a-z0-9]+-\d+: the verdict is wrong because …", query["title"][0]
+        )
         assert "The verdict is wrong because" in query["body"][0]
 
 
 def test_counts_and_the_timed_verdict_keeps_its_colour(board):
-    total = re.search(r"<tr><td><b>total</b></td>((?:<td class='n'>[^<]*</td>)+)</tr>", board).group(1)
+    total = re.search(
+        r"<tr><td><b>total</b></td>((?:<td class='n'>[^<]*</td>)+)</tr>", board
+    ).group(1)
     cells = re.findall(r"<td class='n'>([^<]*)</td>", total)
     assert cells[0] == "2", "two rows where the post is wrong (the first family column)"
     assert 'class="verdict verdict-undecided verdict-is-timed"' in board
@@ -101,30 +139,69 @@ def test_legend_and_rule_come_from_the_verdicts_module(board):
 
 # -- the build-time page transforms --------------------------------------------------------------
 def _notebook(led):
-    return {"cells": [
-        {"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nthe post"},
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
-         "source": "QUICK = True  # small\nDEVICE = \"auto\"\nSEED = 0"},
-        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
-         "source": "# Parameters\nQUICK = False\n"},
-        {"cell_type": "code", "metadata": {}, "source": "ledger.check('dp-1', ...)",
-         "outputs": [{"output_type": "execute_result", "metadata": {}, "execution_count": 3,
-                      "data": {"text/plain": "dp-1 reproduced — post: 1 | measured: 2"}}]},
-        {"cell_type": "code", "metadata": {}, "source": "ledger.finish()",
-         "outputs": [{"output_type": "execute_result", "execution_count": 4,
-                      "metadata": {pages.LEDGER_KEY: led},
-                      "data": {"text/plain": "Ledger ...", "text/html": "<table style='white-space:nowrap'></table>"}}]},
-    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nthe post"},
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["parameters"]},
+                "outputs": [],
+                "source": "QUICK = True  # small\nDEVICE = \"auto\"\nSEED = 0",
+            },
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["injected-parameters"]},
+                "outputs": [],
+                "source": "# Parameters\nQUICK = False\n",
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "ledger.check('dp-1', ...)",
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "metadata": {},
+                        "execution_count": 3,
+                        "data": {"text/plain": "dp-1 reproduced — post: 1 | measured: 2"},
+                    }
+                ],
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "ledger.finish()",
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 4,
+                        "metadata": {pages.LEDGER_KEY: led},
+                        "data": {
+                            "text/plain": "Ledger ...",
+                            "text/html": "<table style='white-space:nowrap'></table>",
+                        },
+                    }
+                ],
+            },
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def test_chapter_transform():
     led = _ledger("dp", [_row("dp-1", "reproduced"), _row("dp-3", "differs", wrong="off by 1 ms")])
     nb = pages.transform_chapter(_notebook(led), "notebooks/dp")
     sources = [c["source"] for c in nb["cells"]]
-    assert not any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
+    assert not any(
+        "injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]
+    )
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
     assert params["source"].splitlines()[0] == "QUICK = False  # this run (default: True)"
-    assert pages.SUMMARY_TAG in nb["cells"][1]["metadata"]["tags"], "the summary follows the title cell"
+    assert (
+        pages.SUMMARY_TAG in nb["cells"][1]["metadata"]["tags"]
+    ), "the summary follows the title cell"
     assert "off by 1 ms" in sources[1] and "Where the post is wrong" in sources[1]
     assert any(s.startswith("## Ledger") for s in sources), "a Ledger heading before the ledger"
     entry_cell = next(c for c in nb["cells"] if c["source"].startswith("ledger.check"))
@@ -132,13 +209,17 @@ def test_chapter_transform():
     html = nb["cells"][-1]["outputs"][0]["data"]["text/html"]
     assert "nowrap" not in html and html.count('class="ledger-dispute"') == 2
     assert '<th>id</th><th>verdict</th>' in html
-    assert all(c.get("id") for c in nb["cells"] if c["cell_type"] == "markdown" and c is not nb["cells"][0])
+    assert all(
+        c.get("id") for c in nb["cells"] if c["cell_type"] == "markdown" and c is not nb["cells"][0]
+    )
 
 
 def test_an_existing_ledger_heading_is_not_doubled():
     led = _ledger("dp", [_row("dp-1", "reproduced")])
     nb = _notebook(led)
-    nb["cells"].insert(4, {"cell_type": "markdown", "metadata": {}, "source": "## Ledger\n\nEvery claim."})
+    nb["cells"].insert(
+        4, {"cell_type": "markdown", "metadata": {}, "source": "## Ledger\n\nEvery claim."}
+    )
     nb = pages.transform_chapter(nb)
     assert sum(c["source"].startswith("## Ledger") for c in nb["cells"]) == 1
 
@@ -154,12 +235,12 @@ def test_landing_page_placeholders_are_filled(tmp_path):
     assert pages.PDF_NAME in filled and verdicts.RULE in filled
 
 
-# -- colours -----------------------------------------------------------------------------------------
+# -- colours ---------------------------------------------------------------------------------
 def _luminance(hex_colour: str) -> float:
     h = hex_colour.lstrip("#")
     if len(h) == 3:
         h = "".join(c * 2 for c in h)
-    channels = [int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    channels = [int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)]
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
@@ -174,13 +255,21 @@ def _theme_backgrounds() -> dict[str, list[str]]:
     rows, table heads) and on-background, in the light and the dark theme."""
     import pydata_sphinx_theme
 
-    css = (Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme" / "static" / "styles"
-           / "pydata-sphinx-theme.css").read_text(encoding="utf-8")
+    css = (
+        Path(pydata_sphinx_theme.__file__).parent
+        / "theme"
+        / "pydata_sphinx_theme"
+        / "static"
+        / "styles"
+        / "pydata-sphinx-theme.css"
+    ).read_text(encoding="utf-8")
     found = {}
     for theme in ("light", "dark"):
         block = " ".join(re.findall(r"html\[data-theme=%s\]\{([^}]*)\}" % theme, css))
-        values = [re.search(r"--pst-color-%s:(#[0-9a-fA-F]{3,6})" % name, block)
-                  for name in ("background", "on-background", "surface")]
+        values = [
+            re.search(r"--pst-color-%s:(#[0-9a-fA-F]{3,6})" % name, block)
+            for name in ("background", "on-background", "surface")
+        ]
         found[theme] = [v.group(1) for v in values if v]
         assert len(found[theme]) == 3, f"theme variables not found for {theme}"
     return found
@@ -202,23 +291,31 @@ def test_every_verdict_colour_reads_at_4_5_to_1_in_both_themes():
 
 
 def test_verdict_colours_live_in_one_place():
-    """ledger.css carries no verdict colour; the build writes verdicts.css from book.core.verdicts."""
+    """ledger.css carries no verdict colour; the build writes verdicts.css from
+    book.core.verdicts."""
     css = (REPO_ROOT / "_static" / "ledger.css").read_text(encoding="utf-8")
-    hand = re.findall(r"\.verdict-(%s)\s*\{[^}]*color" % "|".join(map(re.escape, verdicts.NAMES)), css)
+    hand = re.findall(
+        r"\.verdict-(%s)\s*\{[^}]*color" % "|".join(map(re.escape, verdicts.NAMES)), css
+    )
     assert not hand, f"_static/ledger.css sets verdict colours by hand: {hand}"
     config = (REPO_ROOT / "_config.yml").read_text(encoding="utf-8")
-    assert "book.tools.pages" in config, "the build step that writes verdicts.css is not in _config.yml"
+    assert (
+        "book.tools.pages" in config
+    ), "the build step that writes verdicts.css is not in _config.yml"
     for path in (REPO_ROOT / "book").rglob("*.py"):
         if path.name == "verdicts.py":
             continue
         text = path.read_text(encoding="utf-8")
         for v in verdicts.VERDICTS.values():
             for colour in (v.colour, v.colour_dark):
-                assert colour.lower() not in text.lower() or "verdicts" in text, \
-                    f"{path.relative_to(REPO_ROOT)} copies the colour of {v.name} ({colour})"
+                assert (
+                    colour.lower() not in text.lower() or "verdicts" in text
+                ), f"{path.relative_to(REPO_ROOT)} copies the colour of {v.name} ({colour})"
 
 
 def test_the_forecast_chart_takes_its_colours_from_the_verdicts_module():
     from book.chapters import predictions
 
-    assert predictions.OUTCOME_COLOURS == {v: verdicts.COLOURS[v] for v in verdicts.FORECAST_VERDICTS}
+    assert predictions.OUTCOME_COLOURS == {
+        v: verdicts.COLOURS[v] for v in verdicts.FORECAST_VERDICTS
+    }

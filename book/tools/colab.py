@@ -2,14 +2,19 @@
 
 The URL lives in one place (_config.yml's `repository.url`, which the launch buttons use too);
 `python -m book sync-install` rewrites each notebook's cell tagged `install` from it, and the tests
-fail when a notebook's cell has drifted.
+fail when a notebook's cell has drifted. The cell opens with a note on the runtime the chapter wants
+(a GPU where its code has a CUDA path) and how long its committed runs took, and the notebooks Colab
+opens carry Colab's GPU accelerator metadata where the chapter uses one.
 
-The cell clones the repository (shallow) and imports the package from the clone rather than
-pip-installing the package: Colab's own torch and numpy are never replaced, so Colab never asks to
-restart the runtime, and the committed evidence in `results/` comes along. pip installs only the
-libraries the runtime lacks (the package's dependencies and the chapter's extras, read from
-pyproject.toml), with the runtime's torch and numpy held at their versions.
+The cell fetches the code at the commit the notebook's outputs were run from (its ledger's
+provenance), falling back to the branch's head with a warning, and imports the package from that
+clone rather than pip-installing it: Colab's own torch and numpy are never replaced, so Colab never
+asks to restart the runtime, and the committed evidence in `results/` comes along. pip installs only
+the libraries the runtime lacks (the package's dependencies and the chapter's extras, read from
+pyproject.toml), with the runtime's torch and numpy held at their versions. `python -m
+book.tools.colab check NAME` runs a chapter that way (colab.yml, in Colab's runtime image).
 """
+
 from __future__ import annotations
 
 import re
@@ -18,9 +23,11 @@ from pathlib import Path
 from book.core.registry import REPO_ROOT, Chapter, available_chapters
 
 INSTALL_TAG = "install"
-GPU_TYPE = "T4"               # the GPU Colab's free tier offers; the notebook asks for it
-CLONE_DIR = "dettmers-book"   # where the cell clones to, relative to the notebook's working directory
-HELD = ("torch", "numpy")     # never changed by the cell's pip: Colab's builds stay
+GPU_TYPE = "T4"  # the GPU Colab's free tier offers; the notebook asks for it
+CLONE_DIR = (
+    "dettmers-book"  # where the cell clones to, relative to the notebook's working directory
+)
+HELD = ("torch", "numpy")  # never changed by the cell's pip: Colab's builds stay
 
 
 def _config_value(key: str, config: Path) -> str | None:
@@ -42,7 +49,9 @@ def repository_branch(config: Path = REPO_ROOT / "_config.yml") -> str:
     return _config_value("branch", config) or "main"
 
 
-def requirements(extras: tuple[str, ...] = (), pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
+def requirements(
+    extras: tuple[str, ...] = (), pyproject: Path = REPO_ROOT / "pyproject.toml"
+) -> list[str]:
     """The package's dependencies plus those of the optional groups `extras`, as pyproject says."""
     import tomllib
 
@@ -68,8 +77,8 @@ def _q(text: str) -> str:
 
 
 def uses_gpu(chapter: Chapter) -> bool:
-    """A chapter uses a GPU when its code has a CUDA path (it measures on one when there is one) or a
-    committed ledger of it has a needs-gpu row."""
+    """A chapter uses a GPU when its code has a CUDA path (it measures on one when there is one) or
+    a committed ledger of it has a needs-gpu row."""
     from book.core.evidence import page_notebook
     from book.core.ledger import ledger_from_notebook
 
@@ -91,8 +100,8 @@ def _seconds(value) -> str:
 
 
 def runtime_note(chapter: Chapter) -> str:
-    """One line: which Colab runtime the chapter wants and how long its runs took (from the committed
-    ledgers' wall times, on the machine named in their provenance)."""
+    """One line: which Colab runtime the chapter wants and how long its runs took (from the
+    committed ledgers' wall times, on the machine named in their provenance)."""
     from book.core.evidence import page_notebook
     from book.core.ledger import ledger_from_notebook
 
@@ -100,25 +109,44 @@ def runtime_note(chapter: Chapter) -> str:
     for mode, path in (("quick", chapter.notebook), ("full", page_notebook(chapter.name))):
         led = ledger_from_notebook(path) if path and path.exists() else None
         if led:
-            times[mode] = (led.get("wall_s"), str((led.get("provenance") or {}).get("device_name") or led.get("device")))
-    runtime = (f"Colab runtime: GPU (this notebook asks for a {GPU_TYPE}: Runtime > Change runtime type); "
-               "a CPU runtime also works (what needs a GPU then says needs-gpu)."
-               if uses_gpu(chapter) else "Colab runtime: CPU is enough (this chapter measures nothing on a GPU).")
+            times[mode] = (
+                led.get("wall_s"),
+                str((led.get("provenance") or {}).get("device_name") or led.get("device")),
+            )
+    runtime = (
+        f"Colab runtime: GPU (this notebook asks for a {GPU_TYPE}: Runtime > Change runtime type); "
+        "a CPU runtime also works (what needs a GPU then says needs-gpu)."
+        if uses_gpu(chapter)
+        else "Colab runtime: CPU is enough (this chapter measures nothing on a GPU)."
+    )
     where = next((d for _, d in times.values()), "the book's CPU")
     runs = ", ".join(f"{mode} run {_seconds(wall)}" for mode, (wall, _) in times.items())
-    return f"{runtime} Run time: {runs or 'not measured yet'} on {where}, plus the first cell's clone and installs."
+    runs = runs or "not measured yet"
+    return f"{runtime} Run time: {runs} on {where}, plus the first cell's clone and installs."
 
 
 def full_commit(commit: str | None) -> str | None:
-    """The full hash of a (short) commit of this repository, or None when this checkout lacks it (git
-    fetches a commit by its full hash only)."""
+    """The full hash of a (short) commit of this repository, or None when this checkout lacks it
+    (git fetches a commit by its full hash only)."""
     import subprocess
 
     if not commit:
         return None
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", "--quiet",
-                              f"{commit}^{{commit}}"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO_ROOT),
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                f"{commit}^{{commit}}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -133,17 +161,23 @@ def page_commit(path: Path | None) -> str | None:
     return full_commit(prov.get("commit_at_start") or prov.get("commit"))
 
 
-def install_cell_source(url: str | None = None, extras: tuple[str, ...] = (), branch: str | None = None,
-                        commit: str | None = None, note: str = "") -> str:
-    """The cell for a chapter needing the package's optional groups `extras` (e.g. ('int8',)), taking
-    the code at `commit` (the one the page was run from), else `branch` with a warning."""
+def install_cell_source(
+    url: str | None = None,
+    extras: tuple[str, ...] = (),
+    branch: str | None = None,
+    commit: str | None = None,
+    note: str = "",
+) -> str:
+    """The cell for a chapter needing the package's optional groups `extras` (e.g. ('int8',)),
+    taking the code at `commit` (the one the page was run from), else `branch` with a warning."""
     url = url or repository_url()
     branch = branch or repository_branch()
     needs = [(_module(r), r) for r in requirements(extras)]
     need_lines = "\n".join(f"        {_q(m)}: {_q(r)}," for m, r in needs)
     note_lines = "".join(f"# {line}\n" for line in _wrap(note)) if note else ""
     return f'''\
-{note_lines}# On Colab, or any Jupyter without the book's package (a no-op locally and in CI, where it imports):
+{note_lines}# On Colab, or any Jupyter without the book's package (a no-op locally and in CI, where it
+# imports):
 # fetch the book's code at the commit this page was run from (BOOK_COMMIT; the branch's head, with a
 # warning, when that commit is not on the repository) and import the package from the clone. Nothing
 # is pip-installed over Colab's own torch and numpy, so Colab never asks to restart the runtime, and
@@ -197,21 +231,28 @@ def _wrap(text: str, width: int = 98) -> list[str]:
 
 
 def chapter_install_source(chapter: Chapter, path: Path) -> str:
-    """The install cell `path` (a chapter's notebook, or its committed page in results/) must carry."""
-    return install_cell_source(extras=chapter.extras, commit=page_commit(path), note=runtime_note(chapter))
+    """The install cell `path` (a chapter's notebook, or its committed page in results/) must
+    carry."""
+    return install_cell_source(
+        extras=chapter.extras, commit=page_commit(path), note=runtime_note(chapter)
+    )
 
 
 def colab_metadata(chapter: Chapter) -> dict:
     """Notebook metadata Colab reads: a GPU accelerator for a chapter that uses one."""
-    return {"accelerator": "GPU", "colab": {"gpuType": GPU_TYPE, "provenance": []}} if uses_gpu(chapter) else {}
+    return (
+        {"accelerator": "GPU", "colab": {"gpuType": GPU_TYPE, "provenance": []}}
+        if uses_gpu(chapter)
+        else {}
+    )
 
 
 def sync_install_cells() -> list[Path]:
-    """Rewrite the install cell of every chapter notebook — the committed quick run and the committed
-    full run in results/ — whose cell differs (code pinned to the commit that notebook's outputs were
-    run from, the runtime note at its top), and set the Colab GPU accelerator metadata on the
-    notebooks Colab opens (notebooks/NAME.ipynb). Returns the notebooks changed. Only the cell's
-    source and the notebook's metadata change: outputs stay, so nothing is re-executed."""
+    """Rewrite the install cell of every chapter notebook — the committed quick run and the
+    committed full run in results/ — whose cell differs (code pinned to the commit that notebook's
+    outputs were run from, the runtime note at its top), and set the Colab GPU accelerator metadata
+    on the notebooks Colab opens (notebooks/NAME.ipynb). Returns the notebooks changed. Only the
+    cell's source and the notebook's metadata change: outputs stay, so nothing is re-executed."""
     import nbformat
 
     from book.core.evidence import page_notebook
@@ -231,9 +272,13 @@ def sync_install_cells() -> list[Path]:
             if cells[0].source != source or "hide-input" not in tags:
                 cells[0].source = source
                 if "hide-input" not in tags:
-                    tags.append("hide-input")  # the rendered page folds it away: it matters on Colab only
+                    tags.append(
+                        "hide-input"
+                    )  # the rendered page folds it away: it matters on Colab only
                 dirty = True
-            if path == chapter.notebook:   # results/ notebooks keep their metadata (their manifest digests it)
+            if (
+                path == chapter.notebook
+            ):  # results/ notebooks keep their metadata (their manifest digests it)
                 wanted = colab_metadata(chapter)
                 for key in ("accelerator", "colab"):
                     if key in wanted and nb.metadata.get(key) != wanted[key]:
@@ -252,8 +297,11 @@ def check(name: str, out: Path, timeout_s: int = 7200) -> int:
     """Run chapter `name` as a Colab reader does (colab.yml runs this inside Colab's runtime image):
     its notebook copied to a scratch folder where `book` is not importable, executed top to bottom
     (the install cell fetches the code at BOOK_COMMIT and pip-installs what the runtime lacks; then
-    the chapter in QUICK mode, its default). Fails when a cell raises, when the install cell fell back
-    from the page's commit to the branch, or when the ledger is not finished. Returns an exit code."""
+    the chapter in QUICK mode, its default). Fails when a cell raises, when the install cell fell
+    back from the page's commit to the branch, or when the ledger is not finished. Returns an exit
+    code.
+
+    """
     import json
     import os
     import shutil
@@ -272,13 +320,26 @@ def check(name: str, out: Path, timeout_s: int = 7200) -> int:
     shutil.copyfile(chapter.notebook, notebook)
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     install = next(c for c in nb["cells"] if INSTALL_TAG in c.get("metadata", {}).get("tags", []))
-    source = "".join(install["source"]) if isinstance(install["source"], list) else install["source"]
+    source = (
+        "".join(install["source"]) if isinstance(install["source"], list) else install["source"]
+    )
     pinned = re.search(r'^BOOK_COMMIT = "([0-9a-f]{40})"', source, re.M)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BOOK_LEDGER_DIR")}
     executed = out / chapter.notebook.name
-    cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-           f"--ExecutePreprocessor.timeout={timeout_s}", "--ExecutePreprocessor.kernel_name=python3",
-           "--output", str(executed.resolve()), str(notebook)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        f"--ExecutePreprocessor.timeout={timeout_s}",
+        "--ExecutePreprocessor.kernel_name=python3",
+        "--output",
+        str(executed.resolve()),
+        str(notebook),
+    ]
     print("$ " + " ".join(cmd), flush=True)
     code = subprocess.call(cmd, cwd=scratch, env=env)
     problems = []
@@ -286,11 +347,14 @@ def check(name: str, out: Path, timeout_s: int = 7200) -> int:
         problems.append(f"the notebook failed (exit {code}); its executed copy is {executed}")
     clone = scratch / CLONE_DIR
     if pinned and clone.is_dir():
-        head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         if head != pinned.group(1):
-            problems.append(f"the install cell ran {head[:12] or 'no commit'}, not the page's commit "
-                            f"{pinned.group(1)[:12]} (not pushed?)")
+            problems.append(
+                f"the install cell ran {head[:12] or 'no commit'}, not the page's commit "
+                f"{pinned.group(1)[:12]} (not pushed?)"
+            )
     elif not pinned:
         problems.append("the install cell pins no commit: run python -m book sync-install")
     if code == 0 and executed.exists() and ledger_from_notebook(executed) is None:

@@ -1,11 +1,12 @@
-"""Every external link a reader can follow, checked: the rendered book's (`_build/html`) and the URLs in
-the data files' source columns (`book/data_files/*.csv`, columns whose name contains "source").
-`make linkcheck` (after a build) runs `python -m book.tools.linkcheck`; the scheduled workflow
-linkcheck.yml opens an issue with the report when a link is dead.
+"""Every external link a reader can follow, checked: the rendered book's (`_build/html`) and the
+URLs in the data files' source columns (`book/data_files/*.csv`, columns whose name contains
+"source"). `make linkcheck` (after a build) runs `python -m book.tools.linkcheck`; the scheduled
+workflow linkcheck.yml opens an issue with the report when a link is dead.
 
 A link is dead when its server answers 404/410 or any 5xx, or it cannot be reached (DNS, refused,
 timeout), twice; 401/403/429 (a bot wall, a rate limit) are reported as "blocked", not dead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,8 @@ class _Links(HTMLParser):
 
 
 def html_links(html_dir: Path) -> dict[str, set[str]]:
-    """URL -> the pages that link it (the book's own repository links are left to the repository)."""
+    """URL -> the pages that link it (the book's own repository links are left to the
+    repository)."""
     from book.tools.pages import repository
 
     own = repository()
@@ -66,7 +68,11 @@ def data_links(data_dir: Path = DATA_FILES) -> tuple[dict[str, set[str]], int]:
     unlinked = 0
     for path in sorted(Path(data_dir).glob("*.csv")):
         lines = path.read_text(encoding="utf-8").splitlines()
-        body = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+        body = [
+            (n, line)
+            for n, line in enumerate(lines, 1)
+            if line.strip() and not line.startswith("#")
+        ]
         if not body:
             continue
         reader = csv.reader(io.StringIO("\n".join(line for _, line in body)))
@@ -99,7 +105,7 @@ def check(url: str, timeout: float = 20.0, tries: int = 2) -> tuple[str, str]:
                 if err.code in BLOCKED:
                     return "blocked", str(err.code)
                 if err.code == 405 and method == "HEAD":
-                    continue   # HEAD not allowed: try GET
+                    continue  # HEAD not allowed: try GET
                 detail = f"HTTP {err.code}"
                 if method == "HEAD":
                     continue
@@ -113,20 +119,28 @@ def check(url: str, timeout: float = 20.0, tries: int = 2) -> tuple[str, str]:
 def report(results: dict[str, tuple[str, str]], where: dict[str, set[str]], unlinked: int) -> str:
     dead = sorted(u for u, (state, _) in results.items() if state == "dead")
     blocked = sorted(u for u, (state, _) in results.items() if state == "blocked")
-    lines = [f"# Link check: {len(dead)} dead of {len(results)} external links", "",
-             f"Checked {len(results)} distinct URLs from the rendered book and the data files' source "
-             f"columns; {len(blocked)} answered as a bot wall or rate limit (not counted as dead); "
-             f"{unlinked} data-file source cells name a source without a URL (not checkable).", ""]
+    lines = [
+        f"# Link check: {len(dead)} dead of {len(results)} external links",
+        "",
+        f"Checked {len(results)} distinct URLs from the rendered book and the data files' source "
+        f"columns; {len(blocked)} answered as a bot wall or rate limit (not counted as dead); "
+        f"{unlinked} data-file source cells name a source without a URL (not checkable).",
+        "",
+    ]
     if dead:
         lines += ["## Dead", "", "| URL | answer | where |", "|---|---|---|"]
         lines += [f"| {u} | {results[u][1]} | {', '.join(sorted(where[u])[:5])} |" for u in dead]
     if blocked:
-        lines += ["", "## Blocked (check by hand)", ""] + [f"- {u} ({results[u][1]})" for u in blocked]
+        lines += ["", "## Blocked (check by hand)", ""] + [
+            f"- {u} ({results[u][1]})" for u in blocked
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m book.tools.linkcheck", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m book.tools.linkcheck", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--html", default=str(REPO_ROOT / "_build" / "html"))
     parser.add_argument("--report", default=str(REPO_ROOT / "_build" / "linkcheck.md"))
     parser.add_argument("--workers", type=int, default=8)
