@@ -8,8 +8,9 @@ Prints, all measured in this run:
    shapes, timed interleaved with a 95 % interval of the ratio (the chapter's full mode spends most
    of its time there; target <= 1.5x on the CPU).
 
-int8_matmul's default backend is torch._int_mm on CPU and CUDA alike (torch 2.13's CPU kernel is a
-real int8 GEMM); `--backend exact-float` times the float emulation of the int32 accumulation instead.
+int8_matmul's default backend is torch._int_mm on CUDA and on a CPU where it is an exact, real int8
+GEMM (oneDNN with VNNI/AMX: the benchmark lifts the numerics profile's oneDNN cap for it, as the chapter
+does); `--backend exact-float` times the float emulation of the int32 accumulation instead.
 
     python benchmarks/bench_quant.py [--reps 5] [--int-mm-reps 1] [--backend auto|int_mm|exact-float]
 """
@@ -19,10 +20,18 @@ import argparse
 import statistics
 import time
 
-import torch
+import book  # noqa: F401  (the numerics profile, before torch loads)
+from book.core import numerics
 
-from book.chapters.int8.quant import Int8Linear, absmax_quantize, int8_matmul, planted_outliers
-from book.core.timing import interleaved, paired_ratio_interval
+numerics.allow_full_isa_for_integer_kernels()   # as the chapter: VNNI/AMX for the int8 GEMM
+
+import torch  # noqa: E402
+
+from book.chapters.int8.quant import (  # noqa: E402
+    Int8Linear, absmax_quantize, int8_matmul, int8_product, onednn_for_integer_gemms_only, planted_outliers)
+from book.core.timing import interleaved, paired_ratio_interval  # noqa: E402
+
+onednn_for_integer_gemms_only()   # float ops on ATen/MKL, as in the chapter
 
 
 def timed(fn, reps: int, device: torch.device) -> float:
@@ -60,7 +69,8 @@ def main() -> None:
     qa, _ = absmax_quantize(A, 8, dim=1)
     qb, _ = absmax_quantize(B, 8, dim=0)
     t_fp32 = timed(lambda: torch.matmul(A, B), args.reps, device)
-    t_intmm = timed(lambda: torch._int_mm(qa, qb), args.int_mm_reps if device.type == "cpu" else args.reps, device)
+    int_mm_reps = args.int_mm_reps if device.type == "cpu" else args.reps
+    t_intmm = timed(lambda: int8_product(qa, qb, "int_mm"), int_mm_reps, device)
     print(f"fp32 torch.matmul           {t_fp32 * 1e3:10.1f} ms")
     print(f"int8 torch._int_mm (int32)  {t_intmm * 1e3:10.1f} ms   = {t_intmm / t_fp32:.2f}x fp32 time "
           f"({t_fp32 / t_intmm:.2f}x speed-up)")

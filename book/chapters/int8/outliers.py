@@ -12,6 +12,7 @@ output, FFN expansion); the FFN contraction's (4x wider) input is reported on it
 from __future__ import annotations
 
 import copy
+import math
 import importlib.util
 import os
 import re
@@ -85,9 +86,17 @@ def load_minilm(device="cpu"):
     return model.eval()
 
 
-def build_text_sample(posts_dir, out_path=TEXT_SAMPLE, per_post: int = 120, seed: int = 0) -> int:
-    """Write `label<TAB>sentence` lines: up to `per_post` sentences of 8-60 words from each post
-    (markdown files in `posts_dir`), chosen at random with `seed`. Returns the number written."""
+SHIPPED_PER_POST = 40   # what the chapter uses (SENTENCES_PER_POST's largest useful value)
+TEXT_HEADER = ("# Sentences quoted for commentary from Tim Dettmers' blog posts "
+               "(https://timdettmers.com/), the seven this book reproduces; up to {n} per post, in "
+               "the posts' order, chosen at random (seed {seed}). Format: post<TAB>sentence.")
+
+
+def build_text_sample(posts_dir, out_path=TEXT_SAMPLE, per_post: int = SHIPPED_PER_POST,
+                      seed: int = 0, pool: int = 120) -> int:
+    """Write a header line and `label<TAB>sentence` lines: from each post (markdown files in
+    `posts_dir`), `pool` sentences of 8-60 words chosen at random with `seed`, kept in the post's
+    order, of which the first `per_post` are written. Returns the number of sentences written."""
     rng = np.random.default_rng(seed)
     lines = []
     for path in sorted(Path(posts_dir).glob("*.md")):
@@ -96,9 +105,10 @@ def build_text_sample(posts_dir, out_path=TEXT_SAMPLE, per_post: int = 120, seed
         text = re.sub(r"\s+", " ", re.sub(r"\[figure\]|https?://\S+", " ", body))
         sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)]
         sentences = [s for s in sentences if 8 <= len(s.split()) <= 60 and "\t" not in s]
-        keep = sorted(rng.choice(len(sentences), size=min(per_post, len(sentences)), replace=False))
-        lines += [f"{label}\t{sentences[i]}" for i in keep]
-    Path(out_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        keep = sorted(rng.choice(len(sentences), size=min(pool, len(sentences)), replace=False))
+        lines += [f"{label}\t{sentences[i]}" for i in keep[:per_post]]
+    header = TEXT_HEADER.format(n=per_post, seed=seed)
+    Path(out_path).write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
     return len(lines)
 
 
@@ -106,7 +116,7 @@ def load_text_sample(per_post: int | None = None, path=TEXT_SAMPLE):
     """(labels, sentences) from the shipped sample; `per_post` keeps the first n of each post."""
     labels, sentences, seen = [], [], {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+        if not line.strip() or line.startswith("#"):   # blank, or the header: where it is from
             continue
         label, sentence = line.split("\t", 1)
         seen[label] = seen.get(label, 0) + 1
@@ -290,6 +300,73 @@ def coordination(capture: Capture, sites=HIDDEN_SITES) -> tuple[int, float]:
     return int(values[counts.argmax()]), float(counts.max() / len(leaders))
 
 
+# --- how concentrated attention is (int8-17) ----------------------------------------------------
+def attention_stats(attentions, mask: torch.Tensor, causal: bool,
+                    min_keys: int = 8) -> pd.DataFrame:
+    """How concentrated attention is, per layer, over the queries that can see at least `min_keys`
+    real keys: the mean top-1 probability, the mean share of the visible keys needed to hold 90 % of
+    the probability mass, and the mean share of visible keys holding under 1 % probability each
+    ("almost all sequence dimensions have zero probability"). `attentions`: one (batch, heads,
+    queries, keys) tensor per layer, as transformers returns with output_attentions."""
+    mask = mask.bool()
+    n = mask.shape[1]
+    visible = mask[:, None, :].expand(-1, n, -1)
+    if causal:
+        visible = visible & torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+    visible = visible & mask[:, :, None]                       # real queries only
+    n_visible = visible.sum(-1)                                # (batch, queries)
+    use = n_visible >= min_keys
+    rows = []
+    for layer, probs in enumerate(attentions):
+        p = probs.float().masked_fill(~visible[:, None], 0.0)   # (batch, heads, q, k)
+        top, _ = p.sort(dim=-1, descending=True)
+        keys_90 = (top.cumsum(-1) < 0.9).sum(-1) + 1           # keys needed for 90 % of the mass
+        small = ((p < 0.01) & visible[:, None]).sum(-1)
+        share_90 = keys_90 / n_visible[:, None].clamp(min=1)
+        share_small = small / n_visible[:, None].clamp(min=1)
+        sel = use[:, None].expand_as(share_90)
+        rows.append({"layer": layer, "queries": int(sel.sum()),
+                     "top1": float(top[..., 0][sel].mean()) if sel.any() else math.nan,
+                     "keys_for_90pct": float(share_90[sel].mean()) if sel.any() else math.nan,
+                     "keys_under_1pct": float(share_small[sel].mean()) if sel.any() else math.nan})
+    return pd.DataFrame(rows)
+
+
+def merge_attention(tables) -> pd.DataFrame:
+    """Query-weighted mean of per-batch attention_stats tables, per layer."""
+    data = pd.concat(tables).dropna()
+    if data.empty:
+        return pd.DataFrame(columns=["layer", "queries", "top1", "keys_for_90pct",
+                                     "keys_under_1pct"])
+    cols = ["top1", "keys_for_90pct", "keys_under_1pct"]
+    weighted = data[cols].mul(data["queries"], axis=0)
+    weighted = weighted.assign(layer=data["layer"], queries=data["queries"])
+    summed = weighted.groupby("layer").sum()
+    means = summed[cols].div(summed["queries"], axis=0)
+    return means.assign(queries=summed["queries"]).reset_index()
+
+
+def encoder_attention(model, sentences, batch_size: int = 32) -> pd.DataFrame:
+    """`attention_stats` of the SentenceTransformer's encoder over `sentences` (bidirectional: every
+    real key is visible), per layer. Runs a copy of the encoder with eager attention (the one that
+    returns its probabilities), so the model itself keeps its own attention kernels."""
+    encoder = copy.deepcopy(model[0].auto_model).eval()
+    try:
+        encoder.set_attn_implementation("eager")
+    except (AttributeError, ValueError):
+        encoder.config._attn_implementation = "eager"
+    tables = []
+    by_length = sorted(sentences, key=len)   # batches of similar lengths: little padding
+    with torch.no_grad():
+        for start in range(0, len(by_length), batch_size):
+            enc = model.tokenizer(by_length[start:start + batch_size], return_tensors="pt",
+                                  padding=True, truncation=True, max_length=model.max_seq_length)
+            out = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                          output_attentions=True)
+            tables.append(attention_stats(out.attentions, enc["attention_mask"], causal=False))
+    return merge_attention(tables)
+
+
 # --- int8 versions of the model and their fidelity ------------------------------------------------
 def quantized_copy(model, scheme: str, threshold: float = 6.0, backend: str = "auto"):
     """A deep copy of the SentenceTransformer whose encoder linear layers run through int8."""
@@ -414,30 +491,104 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
+HUB_CONNECT_TIMEOUT_S = 1.5
+NO_NETWORK = "no network to the Hugging Face Hub"
+
+
+def hub_address() -> tuple[str, int]:
+    """(host, port) of the Hub this process downloads from (HF_ENDPOINT, else huggingface.co)."""
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    return endpoint.hostname or "huggingface.co", port
+
+
+_REACHABLE: dict = {}   # (host, port) -> (time of the check, answer): one connect per minute
+
+
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S, max_age_s: float = 60.0) -> bool:
+    """Whether a TCP connection to the Hub opens within `timeout` seconds. Without a network the
+    Hub client would retry for about a minute before failing; this answers in at most `timeout`
+    (and a sweep over a family of models asks once: the answer is kept for `max_age_s`)."""
+    import socket
+    import time
+
+    address = hub_address()
+    checked = _REACHABLE.get(address)
+    if checked and time.monotonic() - checked[0] < max_age_s:
+        return checked[1]
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            answer = True
+    except OSError:   # no route, refused, DNS failure, timeout
+        answer = False
+    _REACHABLE[address] = (time.monotonic(), answer)
+    return answer
+
+
+def _reason(err: Exception) -> str:
+    """One line on why a load failed, naming the cause rather than only the exception's type."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}" + (f" ({text[:140]})" if text else "")
+
+
 def load_causal_lm(name: str, device, download: bool = True):
     """(tokenizer, model) of a causal LM, by Hub name or local folder: from the local Hugging Face
-    cache first, then downloading when `download` and HF_HUB_OFFLINE is not set; float16 on CUDA,
-    float32 else. Raises WeightsUnavailable, saying why, when neither works (without a network that
-    takes the Hub client's own retries, under a minute)."""
+    cache first, then downloading when `download`, HF_HUB_OFFLINE is not set and the Hub answers a
+    TCP connect within HUB_CONNECT_TIMEOUT_S (so that without a network it fails in seconds, not
+    after the Hub client's retries); float16 on CUDA, float32 else. Raises WeightsUnavailable,
+    saying why, when neither works ("no network to the Hugging Face Hub", "HF_HUB_OFFLINE is
+    set")."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as err:
         raise WeightsUnavailable(f"{name}: transformers is not installed (pip install 'dettmers-book[int8]')") from err
     dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    tries = [("local cache", True)] + ([("download", False)] if download and not hub_offline() else [])
     failures = []
-    for where, local_only in tries:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
-            lm = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local_only)
-            return tokenizer, lm.to(device).eval()
-        except Exception as err:  # noqa: BLE001 — any failure to obtain or load the weights is reported, not raised
-            failures.append(f"{where}: {type(err).__name__}")
+
+    # on a GPU, straight into its memory where accelerate can place it (a 6.7 B checkpoint is more
+    # than a Colab T4 runtime's host RAM); else through host memory
+    placed = (torch.device(device).type == "cuda"
+              and importlib.util.find_spec("accelerate") is not None)
+    extra = {"device_map": str(device)} if placed else {}
+
+    def attempt(local_only: bool):
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+        lm = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local_only,
+                                                  **extra)
+        return tokenizer, (lm if placed else lm.to(device)).eval()
+
+    try:
+        return attempt(True)
+    except Exception:  # noqa: BLE001 — not in the local cache (or not loadable): try the Hub
+        failures.append("not in the local cache")
     if hub_offline():
         failures.append("no download tried: HF_HUB_OFFLINE is set")
     elif not download:
         failures.append("no download tried: an earlier download failed")
+    elif not hub_reachable():
+        host, port = hub_address()
+        failures.append(f"{NO_NETWORK} ({host}:{port} did not answer within "
+                        f"{HUB_CONNECT_TIMEOUT_S:g} s)")
+    else:
+        try:
+            return attempt(False)
+        except Exception as err:  # noqa: BLE001 — any failure to get or load weights is reported
+            failures.append(f"download failed: {_reason(err)}")
     raise WeightsUnavailable(f"{name}: " + "; ".join(failures))
+
+
+def missing_resource(unavailable: dict) -> str:
+    """The cause shared by the models that could not be loaded, for a ledger row's resource."""
+    text = " ".join(unavailable.values())
+    if NO_NETWORK in text:
+        return NO_NETWORK
+    if "HF_HUB_OFFLINE" in text:
+        return "HF_HUB_OFFLINE is set (no download)"
+    if "download failed" in text:
+        return "the download failed"
+    return "not in the local cache"
 
 
 def scan_family(names, sentences, device, magnitude: float = 6.0, batch_size: int = 8, progress=None):
@@ -451,7 +602,7 @@ def scan_family(names, sentences, device, magnitude: float = 6.0, batch_size: in
             tokenizer, lm = load_causal_lm(name, device, download)
         except WeightsUnavailable as err:
             unavailable[name] = str(err)
-            download = download and "download:" not in str(err)   # no network: do not wait again
+            download = download and "download failed" not in str(err)   # do not wait again
             continue
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -494,4 +645,6 @@ __all__ = ["site_of", "minilm_path", "load_minilm", "build_text_sample", "load_t
            "SiteStats", "Capture", "capture_linear_inputs", "recording_linear_inputs", "capture_minilm",
            "outlier_features", "site_table", "coordination", "quantized_copy", "fp16_copy", "embed",
            "fidelity", "outlier_share", "pruned_ffn_copy", "pruning_sweep", "largest_lossless", "FFN_SITES",
-           "WeightsUnavailable", "hub_offline", "load_causal_lm", "require_extras", "scan_family", "feature_removal", "POST_HIDDEN", "POST_WEIGHTS", "HIDDEN_SITES", "SITES"]
+           "WeightsUnavailable", "hub_offline", "hub_reachable", "hub_address", "missing_resource",
+           "NO_NETWORK", "load_causal_lm", "attention_stats", "merge_attention", "encoder_attention",
+           "SHIPPED_PER_POST", "require_extras", "scan_family", "feature_removal", "POST_HIDDEN", "POST_WEIGHTS", "HIDDEN_SITES", "SITES"]

@@ -22,6 +22,7 @@ Conventions
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -225,16 +226,41 @@ def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return out
 
 
-_CPU_INT_MM_FAST: bool | None = None
+_CPU_INT_MM: dict = {}   # "exact", "fast": what the one-time probe found in this process
 
 
-def _cpu_int_mm_is_fast() -> bool:
-    """Whether this CPU's ``torch._int_mm`` is a real GEMM. With torch 2.13 it is on CPUs with AVX-512
-    VNNI (oneDNN), but a scalar reference loop elsewhere — ~450x slower than float32 on an AVX2 EPYC
-    (1024x4096x4096: 351 s). Decided once per process by timing both on a small product: the
-    backends give the same integers, so the choice changes speed only, never a result."""
-    global _CPU_INT_MM_FAST
-    if _CPU_INT_MM_FAST is None:
+def onednn_for_integer_gemms_only() -> None:
+    """Send every float op of this process to ATen/MKL, none to oneDNN; torch._int_mm still runs
+    on oneDNN (`_onednn_enabled` around each call). torch 2.13 runs GELU on the CPU through
+    oneDNN's eltwise kernel, whose bits follow the ISA oneDNN may use: a chapter that lifts oneDNN's
+    cap for its integer GEMMs (`book.core.numerics.allow_full_isa_for_integer_kernels`) calls this
+    too, so its float outputs stay those of the numerics profile (ATen's pinned AVX2 kernels)."""
+    torch.backends.mkldnn.enabled = False
+
+
+@contextmanager
+def _onednn_enabled():
+    """oneDNN on for the integer GEMM inside, whatever the process's setting (restored after)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = True
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+def _probe_cpu_int_mm() -> dict:
+    """Whether this process's CPU ``torch._int_mm`` gives the exact integers, and whether it is a
+    real GEMM. Decided once per process on a small product of random codes in -127..127.
+
+    Exact: oneDNN capped at AVX2 (the book's numerics profile, ``ONEDNN_MAX_CPU_ISA=AVX2``) on a CPU
+    that has AVX-512 picks an int8 kernel whose u8·s8 pair sums saturate at int16 (vpmaddubsw), and
+    torch._int_mm returns wrong integers; with the cap lifted for integer kernels
+    (`book.core.numerics.allow_full_isa_for_integer_kernels`, the chapter's first cell) VNNI/AMX
+    give the exact ones. Fast: with torch 2.13 it is a real GEMM on CPUs with AVX-512 VNNI, a
+    scalar reference loop elsewhere — ~450x slower than float32 on an AVX2 EPYC (1024x4096x4096:
+    351 s)."""
+    if not _CPU_INT_MM:
         import time
 
         g = torch.Generator().manual_seed(0)  # never the global generator: the probe must not shift a chapter's draws
@@ -249,10 +275,26 @@ def _cpu_int_mm_is_fast() -> bool:
                 times.append(time.perf_counter() - start)
             return min(times)
 
-        int_mm = best(lambda: torch._int_mm(a, b))
+        exact_product = (a.float() @ b.float()).to(torch.int32)   # K = 512: exact in float32
+        with _onednn_enabled():
+            _CPU_INT_MM["exact"] = bool(torch.equal(torch._int_mm(a, b), exact_product))
+            int_mm = best(lambda: torch._int_mm(a, b))
         exact = best(lambda: a.float() @ b.float())
-        _CPU_INT_MM_FAST = int_mm <= 2 * exact
-    return _CPU_INT_MM_FAST
+        _CPU_INT_MM["fast"] = int_mm <= 2 * exact
+    return _CPU_INT_MM
+
+
+def _cpu_int_mm_is_fast() -> bool:
+    """Whether "auto" may use this CPU's ``torch._int_mm``: it gives the exact integers and is a
+    real GEMM (`_probe_cpu_int_mm`). Either way the backends give the same integers: the choice
+    changes speed only, never a result."""
+    probe = _probe_cpu_int_mm()
+    return probe["exact"] and probe["fast"]
+
+
+def cpu_int_mm_is_exact() -> bool:
+    """Whether this process's CPU ``torch._int_mm`` returns the exact integer product."""
+    return _probe_cpu_int_mm()["exact"]
 
 
 def int8_product(a_codes: torch.Tensor, b_codes: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -267,10 +309,18 @@ def int8_product(a_codes: torch.Tensor, b_codes: torch.Tensor, backend: str = "a
     if backend == "auto":
         backend = "int_mm" if a_codes.is_cuda or _cpu_int_mm_is_fast() else "exact-float"
     if backend == "int_mm":
+        if not a_codes.is_cuda and not cpu_int_mm_is_exact():
+            raise RuntimeError("torch._int_mm gives wrong integers in this process (oneDNN capped "
+                               "below the CPU's int8 instructions, as the numerics profile does): "
+                               "call book.core.numerics.allow_full_isa_for_integer_kernels() "
+                               "before any oneDNN use, or use backend='auto' or 'exact-float'")
         # cuBLASLt wants more than 16 rows and inner/outer sizes that are multiples of 8: pad with zeros
         rows, inner, cols = max(n, 17), -(-k // 8) * 8, -(-m // 8) * 8
-        out = torch._int_mm(_pad_to(a_codes, rows, inner), _pad_to(b_codes, inner, cols))
-        return out[:n, :m]
+        a_padded, b_padded = _pad_to(a_codes, rows, inner), _pad_to(b_codes, inner, cols)
+        if a_codes.is_cuda:
+            return torch._int_mm(a_padded, b_padded)[:n, :m]
+        with _onednn_enabled():   # the CPU's int8 GEMM is oneDNN's
+            return torch._int_mm(a_padded, b_padded)[:n, :m]
     if backend == "exact-float":
         if a_codes.is_cuda:  # TF32 could be switched on for float32 GEMMs there: stay in float64
             return a_codes.double() @ b_codes.double()
@@ -370,10 +420,16 @@ class Int8Linear(nn.Module):
     """A drop-in for nn.Linear computing x @ W.T through int8 with one of three schemes:
     ``tensor`` (one absmax for x and one for W), ``vector`` (a constant per token row of x and per
     output row of W) and ``llm.int8`` (vector plus the outlier decomposition at ``threshold``).
-    The weight is quantized once; the activations at every call. Counts outlier columns seen."""
+    The weight is quantized once; the activations at every call. Counts outlier columns seen.
+
+    ``fp16_weights``: the 16-bit half multiplies the outlier columns by the layer's own float16
+    weights (True, the default: 2 more bytes per weight) or, as bitsandbytes does, by the int8
+    weights dequantized (False: 1 byte per weight in all, what lets a 6.7 B model fit a GPU). A
+    "vector" or "llm.int8" layer may switch `scheme` between the two after it is made: both use the
+    same per-output-row weight codes."""
 
     def __init__(self, linear: nn.Linear, scheme: str = "llm.int8", threshold: float = 6.0,
-                 backend: str = "auto"):
+                 backend: str = "auto", fp16_weights: bool = True):
         super().__init__()
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, not {scheme!r}")
@@ -383,7 +439,8 @@ class Int8Linear(nn.Module):
         codes, scale = absmax_quantize(W_t, 8, dim=None if scheme == "tensor" else 0)
         self.register_buffer("w_codes", codes)
         self.register_buffer("w_scale", scale)
-        self.register_buffer("w_fp16", W_t.half() if scheme == "llm.int8" else None)
+        keep = scheme == "llm.int8" and fp16_weights
+        self.register_buffer("w_fp16", W_t.half() if keep else None)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.calls = 0
         self.outlier_columns_seen = 0   # summed over calls
@@ -399,14 +456,18 @@ class Int8Linear(nn.Module):
             cols = outlier_columns(A, self.threshold)
         A_regular = A.index_fill(1, cols, 0.0) if cols.numel() else A
         codes, sa = _absmax_codes(A_regular, 127, None if self.scheme == "tensor" else 1)
-        backend = "int_mm" if self.backend == "auto" else self.backend
+        backend = self.backend
+        if backend == "auto":   # as int8_product decides: _int_mm where it is a real GEMM
+            backend = "int_mm" if A.is_cuda or _cpu_int_mm_is_fast() else "exact-float"
         if backend == "exact-float" and not A.is_cuda:
             acc = int8_product_float32(codes, self.w_codes.float())
         else:
             acc = int8_product(codes.to(torch.int8), self.w_codes, backend).float()
         out = acc.mul_(sa).mul_(self.w_scale)     # dequantize: the outer product of the scales
         if cols.numel():
-            out.add_(fp16_matmul(A[:, cols], self.w_fp16[cols].float()))
+            weights = (self.w_fp16[cols].float() if self.w_fp16 is not None
+                       else self.w_codes[cols].float().mul_(self.w_scale))   # dequantized int8 rows
+            out.add_(fp16_matmul(A[:, cols], weights))
         if self.bias is not None:
             out.add_(self.bias)
         self.calls += 1
@@ -419,13 +480,16 @@ class Int8Linear(nn.Module):
 
 
 def replace_linear_layers(module: nn.Module, scheme: str, threshold: float = 6.0,
-                          backend: str = "auto") -> nn.Module:
-    """Swap every nn.Linear inside `module` (in place) for an Int8Linear; returns `module`."""
+                          backend: str = "auto", fp16_weights: bool = True) -> nn.Module:
+    """Swap every nn.Linear inside `module` (in place) for an Int8Linear; returns `module`. Each
+    layer's float weights are dropped as soon as it is swapped, so the peak memory is the model's
+    plus one layer's."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, scheme, threshold, backend))
+            setattr(module, name, Int8Linear(child, scheme, threshold, backend, fp16_weights)
+                    .to(child.weight.device))
         else:
-            replace_linear_layers(child, scheme, threshold, backend)
+            replace_linear_layers(child, scheme, threshold, backend, fp16_weights)
     return module
 
 
@@ -538,7 +602,7 @@ def outlier_sweep(magnitudes, n: int = 256, k: int = 4096, m: int = 256, n_outli
 __all__ = [
     "qmax", "absmax_quantize", "dequantize", "grid_quantize", "grid_dequantize",
     "zeropoint_quantize", "zeropoint_dequantize", "zeropoint_expansion", "zeropoint_matmul",
-    "int8_product", "int8_product_float32", "fp16_matmul", "outlier_columns", "int8_matmul", "Int8Stats", "Int8Linear",
+    "int8_product", "int8_product_float32", "cpu_int_mm_is_exact", "onednn_for_integer_gemms_only", "fp16_matmul", "outlier_columns", "int8_matmul", "Int8Stats", "Int8Linear",
     "replace_linear_layers", "SCHEMES", "FloatFormat", "FP4_E2M1", "FP8_E4M3", "FP8_E5M2", "FORMATS",
     "round_to_format", "fake_quantize", "relative_error", "planted_outliers", "outlier_sweep",
 ]
