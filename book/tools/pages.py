@@ -307,7 +307,10 @@ def summary_markdown(led: dict[str, Any], colab_note: str = "") -> str:
         lines.append("<p><b>Where the post is wrong</b>:</p><ul>")
         lines += [
             f'<li><a href="#ledger-{r["id"]}">{r["id"]}</a>: '
-            f'{html.escape(wrong_text(r) or "see the ledger")}</li>'
+            f'{html.escape(wrong_text(r) or "see the ledger")}'
+            + (" <small>(a timed verdict: this run's interval; it may change from run to run)</small>"
+               if r.get("timed") else "")
+            + "</li>"
             for r in wrong
         ]
         lines.append("</ul>")
