@@ -238,3 +238,17 @@ def test_a_run_by_hand_during_evidence_never_reaches_results(sandbox, monkeypatc
 def test_every_committed_page_matches_its_notebook_and_its_manifest(name):
     """results/ as committed: made by `python -m book evidence NAME` from the current notebooks."""
     evidence.check_page(name)
+
+
+def test_a_verdict_both_runs_take_from_the_same_evidence_must_agree(stored, sandbox):
+    """The quick notebook and the full page decide such a claim with the same code on the same file."""
+    page = stored / "conv.ipynb"
+    ledger = evidence.notebook_ledger(evidence.read_notebook(page))
+    quick = dict(ledger, mode="quick", claims=[dict(r) for r in ledger["claims"]])
+    for rows in (ledger["claims"], quick["claims"]):
+        rows[0]["evidence"] = {"path": "results/conv/sweep.json"}
+    quick["claims"][0]["verdict"] = "differs"
+    with pytest.raises(evidence.EvidenceError, match=r"says conv-1 reproduced, .* says differs, both from results/conv/sweep.json"):
+        evidence._check_shared_verdicts(page, ledger, chapters.NOTEBOOK_DIR / "conv.ipynb", quick, "remake it")
+    quick["claims"][0]["timed"] = True   # a timing may flip between runs
+    evidence._check_shared_verdicts(page, ledger, chapters.NOTEBOOK_DIR / "conv.ipynb", quick, "remake it")

@@ -299,7 +299,9 @@ def check_page(chapter: str) -> None:
         raise EvidenceError(f"{_shown(page)} is a {ledger.get('mode')} run, not a full one; {remedy}")
     notebook = get_chapter(chapter).notebook
     if notebook.exists():
-        mine, theirs = _cells(nb), _cells(read_notebook(notebook))
+        quick = read_notebook(notebook)
+        _check_shared_verdicts(page, ledger, notebook, notebook_ledger(quick), remedy)
+        mine, theirs = _cells(nb), _cells(quick)
         for a, b in zip(mine, theirs):
             if a[1:] != b[1:]:
                 raise EvidenceError(f"{_shown(page)} differs from {_shown(notebook)} in its {a[1]} cell "
@@ -307,6 +309,25 @@ def check_page(chapter: str) -> None:
         if len(mine) != len(theirs):
             raise EvidenceError(f"{_shown(page)} has {len(mine)} cells, {_shown(notebook)} {len(theirs)} "
                                 f"(stale, or edited by hand); {remedy}")
+
+
+def _check_shared_verdicts(page: Path, full: dict[str, Any], notebook: Path, quick: dict[str, Any] | None,
+                           remedy: str) -> None:
+    """A claim whose verdict both runs take from the same committed evidence (results/...), and not
+    from a timing, is decided by the same code on the same data: its verdict must agree."""
+    if not quick:
+        return
+    rows = {r.get("id"): r for r in quick.get("claims", [])}
+    for row in full.get("claims", []):
+        other = rows.get(row.get("id"))
+        source = (row.get("evidence") or {}).get("path")
+        if not other or not source or row.get("timed") or other.get("timed"):
+            continue
+        if (other.get("evidence") or {}).get("path") == source and other.get("verdict") != row.get("verdict"):
+            raise EvidenceError(
+                f"{_shown(page)} says {row.get('id')} {row.get('verdict')}, {_shown(notebook)} says "
+                f"{other.get('verdict')}, both from {source}: one of them is stale or edited; {remedy} "
+                f"(and python -m book run {full.get('chapter')} --inplace)")
 
 
 def check_pages(chapters: list[str] | None = None) -> None:
