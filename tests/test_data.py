@@ -117,6 +117,12 @@ def test_a_full_cache_disk_names_the_cache_not_the_source(tmp_path, monkeypatch)
 COLAB_SEED_COMMAND = 'PYTHONPATH="dettmers-book:$PYTHONPATH" python -m book data --seed {source}'
 
 
+def test_the_command_names_the_folder_the_install_cell_clones_into():
+    from book.tools.colab import CLONE_DIR
+
+    assert f'PYTHONPATH="{CLONE_DIR}:' in COLAB_SEED_COMMAND
+
+
 @pytest.fixture
 def colab_folder(tmp_path):
     """/content as Colab has it: the clone beside the notebook, a `python` whose site-packages
