@@ -10,7 +10,6 @@ from book.tools import paths, runner
 from book.tools.params import parse_value, resolve
 from book.core.registry import REPO_ROOT
 from book.tools.cli import main
-from book.tools.scoreboard import render_scoreboard
 
 
 def _notebook(body: str, extra_params: str = "") -> nbformat.NotebookNode:
@@ -94,20 +93,6 @@ def test_inplace_refreshes_the_committed_outputs(sandbox):
     nb = nbformat.read(sandbox / "notebooks" / "conv.ipynb", as_version=4)
     assert nb.cells[-1].outputs, "outputs were saved into the notebook"
     assert "execution" not in nb.cells[-1].metadata
-
-
-def test_scoreboard_lists_every_claim():
-    ledger = {"chapter": "conv", "mode": "quick", "device": "cpu",
-              "counts": {"reproduced": 1},
-              "provenance": {"date": "2026-11-27T10:00:00Z"},
-              "claims": [{"id": "conv-3", "verdict": "reproduced", "claim": "a | b costs $5", "post": 1, "measured": 2,
-                          "tolerance": "exact", "mode": "quick", "device": "cpu", "volatile": True, "source": "",
-                          "evidence": {}}]}
-    page = render_scoreboard({"conv": ledger})
-    assert ('| conv-3 | <span class="verdict verdict-reproduced">reproduced</span> | a \\| b costs \\$5 | 1 | ⟨2⟩ '
-            '| exact | this run (quick, cpu, 2026-11-27) |') in page
-    assert "| conv-4 | <span" in page and "verdict-not-run" in page and "## Data parallelism — not run" in page
-    assert "| **total** |" in page and "undecided" in page and "came-true" in page   # the legend
 
 
 def test_status_page_says_what_ran_where(tmp_path):
