@@ -340,7 +340,7 @@ class Ledger:
     def check_interval(self, cid: str, *, estimate: float, interval: tuple[float, float],
                        accept: tuple[float, float], post: Any = _UNSET, criterion: str = "", fails_if: str = "",
                        why: str = "", wrong: str = "", note: str = "", unit: str = "", evidence: Any = None,
-                       timed: bool = True) -> Entry:
+                       timed: bool = True, float_path: bool = False) -> Entry:
         """A noisy claim decided by an interval: `interval` is the confidence interval of the measured
         quantity (repeated interleaved timing trials, or seeds), `accept` the range the post's claim
         allows (±inf for a one-sided claim). reproduced iff the interval lies inside `accept`, differs
@@ -375,7 +375,7 @@ class Ledger:
                             "reproduced and differs"}.get(verdict, why or wrong)
         return self._add(cid, verdict, post=post, measured=shown, criterion=criterion, note=note,
                          why=why, wrong=wrong if verdict == "differs" else "", fails_if=fails_if,
-                         evidence=evidence, timed=bool(timed))
+                         evidence=evidence, timed=bool(timed), float_path=float_path and not timed)
 
     def _record_outcome(self, cid, ok, *, why, wrong, fails_if, **kw) -> Entry:
         fails_if = self._spec(cid, "fails_if", fails_if)
@@ -397,23 +397,24 @@ class Ledger:
         return self._add(cid, "cited", post=self._spec(cid, "post", post), source=source, note=note)
 
     def needs_gpu(self, cid: str, *, reason: str, post: Any = _UNSET, measured: Any = None,
-                  context: Any = None) -> Entry:
+                  context: Any = None, volatile: bool = False) -> Entry:
         """A claim only a GPU can check; this run had none. Call only when no GPU is present.
         `context` (or `measured`): a small-scale number shown beside it, never the verdict."""
         if self.device.startswith("cuda"):
             raise RuntimeError(f"{cid}: this run has a GPU ({self.device}); measure it instead")
         return self._add(cid, "needs-gpu", post=self._spec(cid, "post", post),
-                         measured=context if context is not None else measured, note=reason)
+                         measured=context if context is not None else measured, note=reason, volatile=volatile)
 
     def needs_resource(self, cid: str, *, resource: str, reason: str, post: Any = _UNSET, measured: Any = None,
-                       context: Any = None) -> Entry:
+                       context: Any = None, volatile: bool = False) -> Entry:
         """A claim this run could not check for want of `resource` (say what: weights, a data set, a
         scale such as 'a ≥ 6.7 B model'). `context` (or `measured`): the small-scale number, shown
         beside the verdict, never as it."""
         if not resource or not reason:
             raise ValueError(f"{cid}: name the missing resource and why it is missing")
         return self._add(cid, "needs-resource", post=self._spec(cid, "post", post),
-                         measured=context if context is not None else measured, resource=resource, note=reason)
+                         measured=context if context is not None else measured, resource=resource, note=reason,
+                         volatile=volatile)
 
     def forecast(self, cid: str, outcome: str, *, post: Any, judged: str, due: str, criterion: str,
                  sources: str, fails_if: str = "", measured: Any = None, note: str = "",
