@@ -189,3 +189,38 @@ def test_colab_check_runs_in_colabs_image_on_the_gpu_runner_for_every_chapter():
 
 def test_make_has_one_command_for_the_pdf_and_one_for_the_links():
     assert {"pdf", "linkcheck"} <= make_targets()
+
+
+def test_linkcheck_tells_a_dead_link_from_a_live_one_and_reads_the_data_files(tmp_path):
+    import http.server
+    import threading
+
+    from book.tools import linkcheck
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200 if self.path == "/live" else 403 if self.path == "/wall" else 404)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert linkcheck.check(base + "/live", timeout=5)[0] == "ok"
+        assert linkcheck.check(base + "/gone", timeout=5, tries=1) == ("dead", "HTTP 404")
+        assert linkcheck.check(base + "/wall", timeout=5)[0] == "blocked"
+    finally:
+        server.shutdown()
+    (tmp_path / "rows.csv").write_text("# a comment\nname,price_source,spec_source\n"
+                                       "a,\"shop https://example.org/a, 2024\",whitepaper p. 3\n",
+                                       encoding="utf-8")
+    found, unlinked = linkcheck.data_links(tmp_path)
+    assert list(found) == ["https://example.org/a"] and unlinked == 1
+    assert list(found["https://example.org/a"])[0].endswith("rows.csv:3")
+    text = linkcheck.report({"https://example.org/a": ("dead", "HTTP 404")}, found, unlinked)
+    assert "1 dead of 1" in text and "rows.csv:3" in text

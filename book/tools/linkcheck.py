@@ -85,8 +85,15 @@ def data_links(data_dir: Path = DATA_FILES) -> tuple[dict[str, set[str]], int]:
                 if cell.strip() and not urls:
                     unlinked += 1
                 for url in urls:
-                    found[url].add(f"{path.relative_to(REPO_ROOT)}:{n}")
+                    found[url].add(f"{_shown(path)}:{n}")
     return found, unlinked
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def check(url: str, timeout: float = 20.0, tries: int = 2) -> tuple[str, str]:
