@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from book.core.registry import CHAPTERS, REPO_ROOT, available_chapters
-from book.tools.colab import install_cell_source, repository_url
+from book.tools.colab import chapter_install_source, install_cell_source, repository_url
 from book.core.ledger import VERDICTS, claim_ids
 from book.tools.params import notebook_parameters
 
@@ -39,7 +39,7 @@ def test_chapter_follows_the_conventions(chapter):
     assert chapter.post_url in first.source, "the first cell links the post"
 
     install = _tagged(nb, "install")
-    assert install and install[0].source == install_cell_source(extras=chapter.extras), \
+    assert install and install[0].source == chapter_install_source(chapter, chapter.notebook), \
         "run `python -m book sync-install`"
 
     params = notebook_parameters(chapter.notebook)
