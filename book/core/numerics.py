@@ -19,7 +19,10 @@ imports `book`), the distributed workers, the command line, the tests, the sweep
 
 Exact work needs no pin: an integer GEMM gives the same integers on every path, so the int8 chapter
 lifts oneDNN's cap for its integer products (`allow_full_isa_for_integer_kernels`), keeping the fast
-VNNI/AMX path where the CPU has one. ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (numpy's BLAS) are left
+VNNI/AMX path where the CPU has one. (It must: capped at AVX2 on a CPU with AVX-512, oneDNN's int8
+kernel saturates its pair sums and torch._int_mm returns wrong integers.) torch also runs some float
+ops on oneDNN (GELU's eltwise kernel), whose bits would then follow the lifted cap, so that chapter
+sends every float op to ATen (`book.chapters.int8.quant.onednn_for_integer_gemms_only`). ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (numpy's BLAS) are left
 as the machine sets them: numpy-side outputs are shown rounded to what is stable instead.
 
 ``BOOK_NUMERICS=native`` runs without the profile (to measure its cost; `benchmarks/bench_numerics.py`).
@@ -84,8 +87,9 @@ def allow_full_isa_for_integer_kernels() -> None:
     """Let oneDNN use every instruction the CPU has (VNNI, AMX) for exact integer GEMMs.
 
     Call it before the process's first oneDNN primitive (the int8 chapter's first cell does): oneDNN
-    reads the cap once. Float convolutions after it would no longer be pinned, so only a chapter
-    whose oneDNN work is integer-only may call it."""
+    reads the cap once. Float work on oneDNN after it (convolutions, GELU) would no longer be pinned,
+    so the caller must keep its float ops off oneDNN (torch.backends.mkldnn.enabled = False, oneDNN
+    on only around the integer GEMM, as book.chapters.int8.quant does)."""
     if enabled():
         os.environ["ONEDNN_MAX_CPU_ISA"] = "ALL"
 
