@@ -1,5 +1,6 @@
 """book.tools.fullcheck (`make test-full`): a fresh full run held to results/, row by row — exact
 where the numerics profile holds, by verdict family for timed rows."""
+
 import json
 
 import pytest
@@ -19,31 +20,42 @@ def test_identical_runs_match():
     assert fullcheck.compare_full(_ledger(_row()), _ledger(_row()), "conv").ok
 
 
-@pytest.mark.parametrize("fresh,why", [
-    (_row(verdict="differs"), "verdict changed"),
-    (_row(measured=1.5001), "measured"),
-    (dict(_row(), post=2), "post's value"),
-])
+@pytest.mark.parametrize(
+    "fresh,why",
+    [
+        (_row(verdict="differs"), "verdict changed"),
+        (_row(measured=1.5001), "measured"),
+        (dict(_row(), post=2), "post's value"),
+    ],
+)
 def test_a_deterministic_row_must_be_exact(fresh, why):
     result = fullcheck.compare_full(_ledger(_row()), _ledger(fresh), "conv")
     assert not result.ok and why in result.regressions[0].detail
 
 
 def test_a_float_path_number_is_exact_only_under_the_numerics_profile():
-    committed, fresh = _ledger(_row(float_path=True)), _ledger(_row(measured=1.5000001, float_path=True))
+    committed, fresh = _ledger(_row(float_path=True)), _ledger(
+        _row(measured=1.5000001, float_path=True)
+    )
     assert not fullcheck.compare_full(committed, fresh, "conv", profile=True).ok
     assert fullcheck.compare_full(committed, fresh, "conv", profile=False).ok
 
 
 def test_a_run_dependent_number_is_compared_through_its_verdict():
-    assert fullcheck.compare_full(_ledger(_row(volatile=True)), _ledger(_row(measured=9, volatile=True)), "conv").ok
+    assert fullcheck.compare_full(
+        _ledger(_row(volatile=True)), _ledger(_row(measured=9, volatile=True)), "conv"
+    ).ok
 
 
 def test_a_timed_row_keeps_its_family():
     timed = dict(timed=True)
-    same_family = fullcheck.compare_full(_ledger(_row(**timed)), _ledger(_row(verdict="differs", **timed)), "conv")
+    same_family = fullcheck.compare_full(
+        _ledger(_row(**timed)), _ledger(_row(verdict="differs", **timed)), "conv"
+    )
     assert same_family.ok and same_family.rows[0].status == "timing"
-    lost = fullcheck.compare_full(_ledger(_row(**timed)), _ledger(_row(verdict="needs-gpu", **timed)), "conv")
+    lost = fullcheck.compare_full(
+        _ledger(_row(**timed)), _ledger(_row(verdict="needs-gpu", **timed)), "conv"
+    )
     assert not lost.ok and "measured to not measured" in lost.regressions[0].detail
 
 
@@ -57,7 +69,10 @@ def test_missing_and_new_rows_and_missing_ledgers_fail():
 def test_the_report_says_what_differs():
     bad = fullcheck.compare_full(_ledger(_row()), _ledger(_row(verdict="differs")), "conv")
     text = fullcheck.render([bad], profile=True)
-    assert "1 of 1 chapters DIFFER" in text and "| conv-1 | regression | reproduced | differs |" in text
+    assert (
+        "1 of 1 chapters DIFFER" in text
+        and "| conv-1 | regression | reproduced | differs |" in text
+    )
 
 
 def test_full_check_refuses_a_stale_page_before_running_anything(tmp_path, monkeypatch, capsys):
@@ -77,7 +92,9 @@ def test_the_scheduled_workflow_runs_make_test_full():
     yaml = pytest.importorskip("yaml")
     from book.core.registry import REPO_ROOT
 
-    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "full.yml").read_text(encoding="utf-8"))
+    workflow = yaml.safe_load(
+        (REPO_ROOT / ".github" / "workflows" / "full.yml").read_text(encoding="utf-8")
+    )
     triggers = workflow.get("on", workflow.get(True))
     assert triggers["schedule"] and "workflow_dispatch" in triggers
     runs = " ".join(s.get("run", "") for job in workflow["jobs"].values() for s in job["steps"])

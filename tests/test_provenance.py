@@ -1,5 +1,6 @@
-"""book.core.provenance: where a result came from (commit, date, machine, versions), stamped on every
-ledger, every piece of evidence and every manifest."""
+"""book.core.provenance: where a result came from (commit, date, machine, versions), stamped on
+every ledger, every piece of evidence and every manifest."""
+
 import re
 
 from book.core import provenance

@@ -1,13 +1,20 @@
 """book.core.registry: each chapter's notebook, code and parameters. Every parameter of every
 notebook's `parameters` cell is declared (its type, also where the default is None, and the values
-that can work), its default satisfies the declaration, and a value that cannot work is refused by the
-runner before any kernel starts (issue 20), naming the parameter and the chapter."""
+that can work), its default satisfies the declaration, and a value that cannot work is refused by
+the runner before any kernel starts (issue 20), naming the parameter and the chapter."""
+
 import importlib
 
 import pytest
 
 from book.core import registry
-from book.core.registry import CHAPTERS, available_chapters, check_parameter_value, get_chapter, parameter_error
+from book.core.registry import (
+    CHAPTERS,
+    available_chapters,
+    check_parameter_value,
+    get_chapter,
+    parameter_error,
+)
 from book.core.session import missing_extras
 from book.tools.params import UsageError, notebook_parameters, resolve
 
@@ -23,10 +30,14 @@ def test_the_registry_names_each_chapters_code_and_notebook():
 @pytest.mark.parametrize("chapter", available_chapters(), ids=lambda c: c.name)
 def test_every_notebook_parameter_is_declared_and_its_default_fits(chapter):
     defaults = notebook_parameters(chapter.notebook)
-    assert set(defaults) == set(chapter.parameters), \
-        f"{chapter.name}: the parameters cell and the registry disagree"
+    assert set(defaults) == set(
+        chapter.parameters
+    ), f"{chapter.name}: the parameters cell and the registry disagree"
     for name, default in defaults.items():
-        assert parameter_error(chapter, name, default, quick=defaults.get("QUICK", True)) == "", (name, default)
+        assert parameter_error(chapter, name, default, quick=defaults.get("QUICK", True)) == "", (
+            name,
+            default,
+        )
 
 
 def test_a_none_default_has_a_declared_type():
@@ -34,7 +45,10 @@ def test_a_none_default_has_a_declared_type():
     for chapter in available_chapters():
         for name, default in notebook_parameters(chapter.notebook).items():
             if default is None:
-                assert type(None) in chapter.parameters[name].kinds() and len(chapter.parameters[name].kinds()) > 1
+                assert (
+                    type(None) in chapter.parameters[name].kinds()
+                    and len(chapter.parameters[name].kinds()) > 1
+                )
 
 
 # (chapter, parameter, a value that cannot work, what the refusal says)
@@ -72,10 +86,19 @@ def test_a_value_that_cannot_work_is_refused(chapter, name, value, says):
         check_parameter_value(chapter, name, value, quick=True)
 
 
-ACCEPTED = [("dp", "WORKERS", 2), ("dp", "WORKERS", 4), ("mp", "WORKERS", 4), ("brain", "BOOT_BLOCK", 1),
-            ("int8", "SENTENCES_PER_POST", None), ("int8", "SENTENCES_PER_POST", 12), ("int8", "THRESHOLD", 6),
-            ("int8", "FAMILY", "facebook/opt-125m"), ("predictions", "AS_OF", "2025-06"),
-            ("sparse", "RERUN_SWEEPS", False), ("conv", "SEED", 2**32 - 1)]
+ACCEPTED = [
+    ("dp", "WORKERS", 2),
+    ("dp", "WORKERS", 4),
+    ("mp", "WORKERS", 4),
+    ("brain", "BOOT_BLOCK", 1),
+    ("int8", "SENTENCES_PER_POST", None),
+    ("int8", "SENTENCES_PER_POST", 12),
+    ("int8", "THRESHOLD", 6),
+    ("int8", "FAMILY", "facebook/opt-125m"),
+    ("predictions", "AS_OF", "2025-06"),
+    ("sparse", "RERUN_SWEEPS", False),
+    ("conv", "SEED", 2**32 - 1),
+]
 
 
 @pytest.mark.parametrize("chapter,name,value", ACCEPTED, ids=lambda x: str(x))
@@ -89,14 +112,19 @@ def test_a_full_only_parameter_needs_full_mode():
 
 
 def test_checks_in_a_chapters_code_are_left_to_it_inside_the_kernel():
-    """The machinery runs no chapter code (book.start in a kernel): the chapter checks itself there."""
+    """The machinery runs no chapter code (book.start in a kernel): the chapter checks itself
+    there."""
     assert parameter_error("dp", "WORKERS", 1000, chapter_checks=False) == ""
     assert "at least 2" in parameter_error("dp", "WORKERS", 1, chapter_checks=False)
     assert registry.CHAPTERS["dp"].parameters["WORKERS"].check.startswith("book.chapters.")
 
 
-@pytest.mark.parametrize("chapter,name,value,says", [r for r in REFUSED if r[1] != "QUICK" and r[2] == r[2]],
-                         ids=lambda x: str(x))   # (r[2] == r[2]: not the NaN, which no -p literal gives)
+# (r[2] == r[2]: not the NaN, which no -p literal gives)
+@pytest.mark.parametrize(
+    "chapter,name,value,says",
+    [r for r in REFUSED if r[1] != "QUICK" and r[2] == r[2]],
+    ids=lambda x: str(x),
+)
 def test_the_runner_refuses_it_before_any_kernel(chapter, name, value, says):
     if missing_extras(chapter):
         pytest.skip(f"{chapter}'s optional dependencies are not installed")

@@ -1,13 +1,14 @@
 """Committed full-mode evidence: `results/<chapter>/`.
 
-Each chapter's last full run lives there: its executed notebook (`<chapter>.ipynb`, the page the book
-shows), its ledger (`ledger.json`) and the data behind its training-based figures and tables
+Each chapter's last full run lives there: its executed notebook (`<chapter>.ipynb`, the page the
+book shows), its ledger (`ledger.json`) and the data behind its training-based figures and tables
 (`<name>.json`), every file stamped with its provenance (commit, date, device, versions, wall time,
 the command that made it). Claims that need scale (converged accuracy, long sweeps) take their
 verdict from these files, in quick and full mode alike: the quick run repeats the same code path
 at small sizes as a smoke check, never as the verdict. Expensive sweeps are saved once and re-read;
 rerunning them is an explicit choice (a chapter parameter, or `python -m book evidence NAME`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,9 +47,15 @@ class Evidence:
 
     def as_ledger_evidence(self) -> dict[str, Any]:
         p = self.provenance
-        return {"label": self.label, "path": self.relpath, "mode": p.get("mode", "full"),
-                "device": p.get("device"), "device_name": p.get("device_name"), "date": p.get("date"),
-                "commit": p.get("commit")}
+        return {
+            "label": self.label,
+            "path": self.relpath,
+            "mode": p.get("mode", "full"),
+            "device": p.get("device"),
+            "device_name": p.get("device_name"),
+            "date": p.get("date"),
+            "commit": p.get("commit"),
+        }
 
 
 def path_of(chapter: str, name: str) -> Path:
@@ -64,9 +71,10 @@ def load(chapter: str, name: str) -> Evidence:
     path = path_of(chapter, name)
     if not path.exists():
         raise FileNotFoundError(
-            f"committed evidence {path} is missing: it comes with a clone of the repository (the Colab "
-            f"install cell clones it); to make it anew run the chapter in full mode with its sweeps "
-            f"rerun (see the chapter's parameters) or `python -m book evidence {chapter}`")
+            f"committed evidence {path} is missing: it comes with a clone of the repository (the "
+            f"Colab install cell clones it); to make it anew run the chapter in full mode with its "
+            f"sweeps rerun (see the chapter's parameters) or `python -m book evidence {chapter}`"
+        )
     record = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(record, dict) or "provenance" not in record or "data" not in record:
         raise ValueError(f"{path} is not an evidence file (needs 'provenance' and 'data')")
@@ -77,17 +85,32 @@ def exists(chapter: str, name: str) -> bool:
     return path_of(chapter, name).exists()
 
 
-def save(chapter: str, name: str, data: Any, *, command: str, device: Any = "cpu", wall_s: float | None = None,
-         mode: str = "full", note: str = "") -> Path:
-    """Write `data` as committed evidence with its provenance (atomically: a killed run leaves the old file)."""
+def save(
+    chapter: str,
+    name: str,
+    data: Any,
+    *,
+    command: str,
+    device: Any = "cpu",
+    wall_s: float | None = None,
+    mode: str = "full",
+    note: str = "",
+) -> Path:
+    """Write `data` as committed evidence with its provenance (atomically: a killed run leaves the
+    old file)."""
     if mode not in ("quick", "full"):
         raise ValueError(f"mode must be 'quick' or 'full', not {mode!r}")
     path = path_of(chapter, name)
     provenance = collect(device)
-    provenance.update({"mode": mode, "command": command, "wall_s": None if wall_s is None else round(wall_s, 1)})
+    provenance.update(
+        {"mode": mode, "command": command, "wall_s": None if wall_s is None else round(wall_s, 1)}
+    )
     if note:
         provenance["note"] = note
-    write_atomic(path, json.dumps({"provenance": provenance, "data": data}, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(
+        path,
+        json.dumps({"provenance": provenance, "data": data}, indent=1, ensure_ascii=False) + "\n",
+    )
     return path
 
 
@@ -113,7 +136,9 @@ def write_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
 
-SKIPPED_CELL_TAGS = ("injected-parameters", "install")   # cells a page may differ in from its notebook
+
+# the cells a page may differ in from its notebook
+SKIPPED_CELL_TAGS = ("injected-parameters", "install")
 
 
 class EvidenceError(RuntimeError):
@@ -130,17 +155,22 @@ def _shown(path: Path) -> str:
 
 
 def read_notebook(path: str | os.PathLike) -> dict[str, Any]:
-    """A notebook's JSON, or an EvidenceError naming the file when it is truncated or not a notebook."""
+    """A notebook's JSON, or an EvidenceError naming the file when it is truncated or not a
+    notebook."""
     path = Path(path)
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise EvidenceError(f"{_shown(path)} is not UTF-8 text ({err.reason} at byte {err.start}): "
-                            f"the file is damaged") from None
+        raise EvidenceError(
+            f"{_shown(path)} is not UTF-8 text ({err.reason} at byte {err.start}): "
+            f"the file is damaged"
+        ) from None
     except ValueError as err:
-        raise EvidenceError(f"{_shown(path)} is not a valid notebook (truncated or edited?): "
-                            f"invalid JSON at line {getattr(err, 'lineno', '?')}, column "
-                            f"{getattr(err, 'colno', '?')}") from None
+        raise EvidenceError(
+            f"{_shown(path)} is not a valid notebook (truncated or edited?): "
+            f"invalid JSON at line {getattr(err, 'lineno', '?')}, column "
+            f"{getattr(err, 'colno', '?')}"
+        ) from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise EvidenceError(f"{_shown(path)} is not a notebook (no list of cells)")
     return nb
@@ -178,25 +208,32 @@ def _remedy(chapter: str) -> str:
     return f"remake it: python -m book evidence {chapter}"
 
 
-def publish_run(chapter: str, executed_notebook: Path, ledger_json: Path | None = None, *,
-                command: str = "") -> Path:
+def publish_run(
+    chapter: str, executed_notebook: Path, ledger_json: Path | None = None, *, command: str = ""
+) -> Path:
     """Store a successful full run as the chapter's evidence: its executed notebook, the ledger that
     notebook carries (`ledger.json`) and `MANIFEST.json` (sha256 of every stored file, the commit,
-    the command). Refuses a quick run, a notebook without a finished ledger (an interrupted or failed
-    run), and a run whose ledger file `ledger_json` is not the ledger its notebook carries (another
-    process wrote it meanwhile): then nothing is stored and results/ is left as it was."""
+    the command). Refuses a quick run, a notebook without a finished ledger (an interrupted or
+    failed run), and a run whose ledger file `ledger_json` is not the ledger its notebook carries
+    (another process wrote it meanwhile): then nothing is stored and results/ is left as it was."""
     from book.core.ledger import LEDGER_METADATA_KEY
 
     executed_notebook = Path(executed_notebook)
     nb = read_notebook(executed_notebook)
     ledger = notebook_ledger(nb)
     if ledger is None:
-        raise EvidenceError(f"{_shown(executed_notebook)} carries no finished ledger: not a complete run")
+        raise EvidenceError(
+            f"{_shown(executed_notebook)} carries no finished ledger: not a complete run"
+        )
     if ledger.get("mode") != "full":
-        raise EvidenceError(f"{_shown(executed_notebook)} is a {ledger.get('mode')} run; evidence is a full run")
+        raise EvidenceError(
+            f"{_shown(executed_notebook)} is a {ledger.get('mode')} run; evidence is a full run"
+        )
     if ledger.get("chapter") != chapter:
-        raise EvidenceError(f"{_shown(executed_notebook)} carries the ledger of chapter "
-                            f"{ledger.get('chapter')!r}, not {chapter!r}")
+        raise EvidenceError(
+            f"{_shown(executed_notebook)} carries the ledger of chapter "
+            f"{ledger.get('chapter')!r}, not {chapter!r}"
+        )
     if ledger_json is not None and Path(ledger_json).exists():
         try:
             side = json.loads(Path(ledger_json).read_text(encoding="utf-8"))
@@ -204,10 +241,11 @@ def publish_run(chapter: str, executed_notebook: Path, ledger_json: Path | None 
             side = None
         if side != ledger:
             raise EvidenceError(
-                f"{_shown(Path(ledger_json))} is not the ledger {_shown(executed_notebook)} carries "
-                f"(its {LEDGER_METADATA_KEY!r} metadata): another process wrote it while the chapter ran "
-                f"(a notebook run by hand?); nothing was stored: run `python -m book evidence {chapter}` "
-                f"again with nobody else running the chapter")
+                f"{_shown(Path(ledger_json))} is not the ledger {_shown(executed_notebook)} "
+                f"carries (its {LEDGER_METADATA_KEY!r} metadata): another process wrote it while "
+                f"the chapter ran (a notebook run by hand?); nothing was stored: run `python -m "
+                f"book evidence {chapter}` again with nobody else running the chapter"
+            )
     folder = RESULTS_DIR / chapter
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / "ledger.json", json.dumps(ledger, indent=1, ensure_ascii=False) + "\n")
@@ -221,7 +259,11 @@ def stored_files(chapter: str) -> list[Path]:
     folder = RESULTS_DIR / chapter
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+    )
 
 
 def write_manifest(chapter: str, *, command: str = "") -> Path:
@@ -229,24 +271,33 @@ def write_manifest(chapter: str, *, command: str = "") -> Path:
     from book.core.provenance import git_commit
 
     files = {p.name: digest(p) for p in stored_files(chapter)}
-    record = {"chapter": chapter, **git_commit(), "command": command or f"python -m book evidence {chapter}",
-              "files": files, "digest": "sha256 of each file (a notebook: of its JSON with sorted keys, "
-                                        "the install cell's source left out)"}
+    record = {
+        "chapter": chapter,
+        **git_commit(),
+        "command": command or f"python -m book evidence {chapter}",
+        "files": files,
+        "digest": "sha256 of each file (a notebook: of its JSON with sorted keys, "
+        "the install cell's source left out)",
+    }
     path = RESULTS_DIR / chapter / MANIFEST
     write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
 def _cells(nb: dict[str, Any]) -> list[tuple[int, str, str]]:
-    """(number, type, source) of a notebook's code and markdown cells, without the injected parameters and
-    the install cell."""
+    """(number, type, source) of a notebook's code and markdown cells, without the injected
+    parameters and the install cell."""
     found = []
     for number, cell in enumerate(nb.get("cells", []), 1):
         tags = (cell.get("metadata") or {}).get("tags") or []
-        if cell.get("cell_type") not in ("code", "markdown") or any(t in tags for t in SKIPPED_CELL_TAGS):
+        if cell.get("cell_type") not in ("code", "markdown") or any(
+            t in tags for t in SKIPPED_CELL_TAGS
+        ):
             continue
         source = cell.get("source", "")
-        found.append((number, cell["cell_type"], "".join(source) if isinstance(source, list) else source))
+        found.append(
+            (number, cell["cell_type"], "".join(source) if isinstance(source, list) else source)
+        )
     return found
 
 
@@ -262,26 +313,36 @@ def check_page(chapter: str) -> None:
     remedy = _remedy(chapter)
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
-        raise EvidenceError(f"{_shown(manifest_path)} is missing: nothing vouches for the files in "
-                            f"{_shown(folder)}/; {remedy}")
+        raise EvidenceError(
+            f"{_shown(manifest_path)} is missing: nothing vouches for the files in "
+            f"{_shown(folder)}/; {remedy}"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         listed = dict(manifest["files"])
     except (ValueError, KeyError, TypeError):
-        raise EvidenceError(f"{_shown(manifest_path)} is not a valid manifest (truncated or edited?); "
-                            f"{remedy}") from None
+        raise EvidenceError(
+            f"{_shown(manifest_path)} is not a valid manifest (truncated or edited?); " f"{remedy}"
+        ) from None
     for path in stored:
         if path.name not in listed:
-            raise EvidenceError(f"{_shown(path)} is not in {MANIFEST} (added by hand, or written since the run was stored?); {remedy}")
+            raise EvidenceError(
+                f"{_shown(path)} is not in {MANIFEST} (added by hand, or written since the run "
+                f"was stored?); {remedy}"
+            )
         if digest(path) != listed[path.name]:
-            raise EvidenceError(f"{_shown(path)} is not the file `python -m book evidence` stored (its sha256 "
-                                f"differs from {MANIFEST}: edited by hand?); {remedy}")
+            raise EvidenceError(
+                f"{_shown(path)} is not the file `python -m book evidence` stored (its sha256 "
+                f"differs from {MANIFEST}: edited by hand?); {remedy}"
+            )
     for name in listed:
         if not (folder / name).exists():
-            raise EvidenceError(f"{_shown(folder / name)} is listed in {MANIFEST} but missing; {remedy}")
+            raise EvidenceError(
+                f"{_shown(folder / name)} is listed in {MANIFEST} but missing; {remedy}"
+            )
     page = folder / f"{chapter}.ipynb"
     if not page.exists():
-        return   # data files only (evidence.save), no page: the book shows the quick notebook
+        return  # data files only (evidence.save), no page: the book shows the quick notebook
     nb = read_notebook(page)
     ledger = notebook_ledger(nb)
     ledger_path = folder / "ledger.json"
@@ -292,11 +353,17 @@ def check_page(chapter: str) -> None:
     try:
         stored_ledger = json.loads(ledger_path.read_text(encoding="utf-8"))
     except ValueError:
-        raise EvidenceError(f"{_shown(ledger_path)} is not valid JSON (truncated?); {remedy}") from None
+        raise EvidenceError(
+            f"{_shown(ledger_path)} is not valid JSON (truncated?); {remedy}"
+        ) from None
     if stored_ledger != ledger:
-        raise EvidenceError(f"{_shown(ledger_path)} is not the ledger {_shown(page)} carries; {remedy}")
+        raise EvidenceError(
+            f"{_shown(ledger_path)} is not the ledger {_shown(page)} carries; {remedy}"
+        )
     if ledger.get("mode") != "full":
-        raise EvidenceError(f"{_shown(page)} is a {ledger.get('mode')} run, not a full one; {remedy}")
+        raise EvidenceError(
+            f"{_shown(page)} is a {ledger.get('mode')} run, not a full one; {remedy}"
+        )
     notebook = get_chapter(chapter).notebook
     if notebook.exists():
         quick = read_notebook(notebook)
@@ -304,15 +371,20 @@ def check_page(chapter: str) -> None:
         mine, theirs = _cells(nb), _cells(quick)
         for a, b in zip(mine, theirs):
             if a[1:] != b[1:]:
-                raise EvidenceError(f"{_shown(page)} differs from {_shown(notebook)} in its {a[1]} cell "
-                                    f"{a[0]} (stale, or edited by hand); {remedy}")
+                raise EvidenceError(
+                    f"{_shown(page)} differs from {_shown(notebook)} in its {a[1]} cell "
+                    f"{a[0]} (stale, or edited by hand); {remedy}"
+                )
         if len(mine) != len(theirs):
-            raise EvidenceError(f"{_shown(page)} has {len(mine)} cells, {_shown(notebook)} {len(theirs)} "
-                                f"(stale, or edited by hand); {remedy}")
+            raise EvidenceError(
+                f"{_shown(page)} has {len(mine)} cells, {_shown(notebook)} {len(theirs)} "
+                f"(stale, or edited by hand); {remedy}"
+            )
 
 
-def _check_shared_verdicts(page: Path, full: dict[str, Any], notebook: Path, quick: dict[str, Any] | None,
-                           remedy: str) -> None:
+def _check_shared_verdicts(
+    page: Path, full: dict[str, Any], notebook: Path, quick: dict[str, Any] | None, remedy: str
+) -> None:
     """A claim whose verdict both runs take from the same committed evidence (results/...), and not
     from a timing, is decided by the same code on the same data: its verdict must agree."""
     if not quick:
@@ -323,11 +395,14 @@ def _check_shared_verdicts(page: Path, full: dict[str, Any], notebook: Path, qui
         source = (row.get("evidence") or {}).get("path")
         if not other or not source or row.get("timed") or other.get("timed"):
             continue
-        if (other.get("evidence") or {}).get("path") == source and other.get("verdict") != row.get("verdict"):
+        if (other.get("evidence") or {}).get("path") == source and other.get("verdict") != row.get(
+            "verdict"
+        ):
             raise EvidenceError(
-                f"{_shown(page)} says {row.get('id')} {row.get('verdict')}, {_shown(notebook)} says "
-                f"{other.get('verdict')}, both from {source}: one of them is stale or edited; {remedy} "
-                f"(and python -m book run {full.get('chapter')} --inplace)")
+                f"{_shown(page)} says {row.get('id')} {row.get('verdict')}, {_shown(notebook)} "
+                f"says {other.get('verdict')}, both from {source}: one of them is stale or "
+                f"edited; {remedy} (and python -m book run {full.get('chapter')} --inplace)"
+            )
 
 
 def check_pages(chapters: list[str] | None = None) -> None:
@@ -338,5 +413,19 @@ def check_pages(chapters: list[str] | None = None) -> None:
         check_page(name)
 
 
-__all__ = ["Evidence", "load", "save", "exists", "page_notebook", "publish_run", "write_manifest", "check_page",
-           "check_pages", "read_notebook", "notebook_ledger", "EvidenceError", "MANIFEST", "RESULTS_DIR"]
+__all__ = [
+    "Evidence",
+    "load",
+    "save",
+    "exists",
+    "page_notebook",
+    "publish_run",
+    "write_manifest",
+    "check_page",
+    "check_pages",
+    "read_notebook",
+    "notebook_ledger",
+    "EvidenceError",
+    "MANIFEST",
+    "RESULTS_DIR",
+]

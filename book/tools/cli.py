@@ -1,9 +1,10 @@
-"""Command line: `python -m book {list,run,build,evidence,full-check,gpu-check,scoreboard,data}`; see
-`python -m book -h`.
+"""Command line: `python -m book {list,run,build,evidence,full-check,gpu-check,scoreboard,data}`;
+see `python -m book -h`.
 
 Exit status: 0 done; 1 a chapter failed; 2 refused (bad input, a missing dependency, an unwritable
 or busy _build, a corrupt data file); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,50 +27,104 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the chapters, their posts and notebooks")
 
     def chapter_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("chapters", nargs="*", metavar="CHAPTER",
-                       help=f"chapters to run (default: all): {', '.join(CHAPTERS)}")
+        q.add_argument(
+            "chapters",
+            nargs="*",
+            metavar="CHAPTER",
+            help=f"chapters to run (default: all): {', '.join(CHAPTERS)}",
+        )
         mode = q.add_mutually_exclusive_group()
-        mode.add_argument("--quick", dest="quick", action="store_const", const=True,
-                          help="small sizes, what CI runs (QUICK=True)")
-        mode.add_argument("--full", dest="quick", action="store_const", const=False,
-                          help="the real experiments (QUICK=False)")
-        q.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                       help="set a notebook parameter (a Python literal), e.g. -p SEED 1")
+        mode.add_argument(
+            "--quick",
+            dest="quick",
+            action="store_const",
+            const=True,
+            help="small sizes, what CI runs (QUICK=True)",
+        )
+        mode.add_argument(
+            "--full",
+            dest="quick",
+            action="store_const",
+            const=False,
+            help="the real experiments (QUICK=False)",
+        )
+        q.add_argument(
+            "-p",
+            "--parameter",
+            nargs=2,
+            action="append",
+            default=[],
+            metavar=("NAME", "VALUE"),
+            help="set a notebook parameter (a Python literal), e.g. -p SEED 1",
+        )
         q.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     r = sub.add_parser("run", help="execute chapters with papermill into _build/executed")
     chapter_args(r)
-    r.add_argument("--inplace", action="store_true",
-                   help="execute the committed notebooks with their defaults and save the outputs into them")
+    r.add_argument(
+        "--inplace",
+        action="store_true",
+        help="execute the committed notebooks with their defaults and save the outputs into them",
+    )
 
-    b = sub.add_parser("build", help="render the book to _build/html (with --execute, or chapters, -p, "
-                       "--quick or --full: execute those chapters first and show the fresh runs)")
+    b = sub.add_parser(
+        "build",
+        help="render the book to _build/html (with --execute, or chapters, -p, "
+        "--quick or --full: execute those chapters first and show the fresh runs)",
+    )
     chapter_args(b)
-    b.add_argument("--execute", action="store_true",
-                   help="execute the chapters (default all) before rendering, and show those runs")
-    b.add_argument("--no-execute", action="store_true",
-                   help="render the committed pages only (the default without --execute)")
+    b.add_argument(
+        "--execute",
+        action="store_true",
+        help="execute the chapters (default all) before rendering, and show those runs",
+    )
+    b.add_argument(
+        "--no-execute",
+        action="store_true",
+        help="render the committed pages only (the default without --execute)",
+    )
 
-    e = sub.add_parser("evidence", help="run chapters in full mode and store each successful run in results/NAME/")
+    e = sub.add_parser(
+        "evidence", help="run chapters in full mode and store each successful run in results/NAME/"
+    )
     e.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters (default: all)")
-    e.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="set a notebook parameter, e.g. -p RERUN_SWEEPS True")
+    e.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a notebook parameter, e.g. -p RERUN_SWEEPS True",
+    )
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    f = sub.add_parser("full-check", help="run chapters in full mode and compare every verdict with the "
-                       "committed evidence in results/ (make test-full)")
+    f = sub.add_parser(
+        "full-check",
+        help="run chapters in full mode and compare every verdict with the "
+        "committed evidence in results/ (make test-full)",
+    )
     f.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters (default: all)")
     f.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    g = sub.add_parser("gpu-check", help="on a CUDA machine: run every chapter on the GPU and compare its "
-                       "verdicts with the committed ones (make test-gpu)", add_help=False)
+    g = sub.add_parser(
+        "gpu-check",
+        help="on a CUDA machine: run every chapter on the GPU and compare its "
+        "verdicts with the committed ones (make test-gpu)",
+        add_help=False,
+    )
     g.add_argument("rest", nargs=argparse.REMAINDER)
 
     sub.add_parser("scoreboard", help="write scoreboard.md and status.md from the committed pages")
-    sub.add_parser("sync-install", help="rewrite each notebook's Colab install cell from _config.yml's repository url")
+    sub.add_parser(
+        "sync-install",
+        help="rewrite each notebook's Colab install cell from _config.yml's repository url",
+    )
 
     d = sub.add_parser("data", help="the data cache")
-    d.add_argument("--seed", metavar="DIR", help="copy the MNIST files from DIR into the cache (checked)")
+    d.add_argument(
+        "--seed", metavar="DIR", help="copy the MNIST files from DIR into the cache (checked)"
+    )
     return p
 
 
@@ -87,11 +142,20 @@ def main(argv: list[str] | None = None) -> int:
             have = {c.name for c in available_chapters()}
             checkout = NOTEBOOK_DIR.is_dir()  # a pip install has the package, not the notebooks
             for c in CHAPTERS.values():
-                state = (f"notebooks/{c.name}.ipynb" if c.name in have else
-                         "(not written yet)" if checkout else "(notebook in the repository, not in this install)")
+                state = (
+                    f"notebooks/{c.name}.ipynb"
+                    if c.name in have
+                    else (
+                        "(not written yet)"
+                        if checkout
+                        else "(notebook in the repository, not in this install)"
+                    )
+                )
                 print(f"{c.name:<12} {c.year}  {c.title:<36} {state}\n             {c.post_url}")
             if not checkout:
-                print("To run chapters, clone the repository (the notebooks and results/ live there).")
+                print(
+                    "To run chapters, clone the repository (the notebooks and results/ live there)."
+                )
             return 0
         if args.command == "data":
             from book.core.data import data_dir, seed_cache, verify_mnist
@@ -100,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                 for path in seed_cache(args.seed):
                     print(f"cached {path}")
             sizes = verify_mnist()
-            print(f"MNIST ready in {data_dir() / 'mnist'}: all four files pass their sha256 check "
-                  f"({sizes['train']} training and {sizes['test']} test images)")
+            print(
+                f"MNIST ready in {data_dir() / 'mnist'}: all four files pass their sha256 check "
+                f"({sizes['train']} training and {sizes['test']} test images)"
+            )
             return 0
         if args.command == "scoreboard":
             from book.tools.scoreboard import write_scoreboard, write_status
@@ -125,19 +191,34 @@ def main(argv: list[str] | None = None) -> int:
             from book.tools.colab import sync_install_cells
 
             changed = sync_install_cells()
-            print("\n".join(f"updated {p.relative_to(REPO_ROOT)}" for p in changed) or "every install cell is up to date")
+            print(
+                "\n".join(f"updated {p.relative_to(REPO_ROOT)}" for p in changed)
+                or "every install cell is up to date"
+            )
             return 0
         params = [tuple(p) for p in args.parameter]
         if args.command == "run":
-            outcomes = runner.run(args.chapters, params, quick=args.quick, inplace=args.inplace,
-                                  progress=not args.no_progress)
+            outcomes = runner.run(
+                args.chapters,
+                params,
+                quick=args.quick,
+                inplace=args.inplace,
+                progress=not args.no_progress,
+            )
             return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "evidence":
-            names = [get_chapter(n).name for n in args.chapters] or [c.name for c in available_chapters()]
+            names = [get_chapter(n).name for n in args.chapters] or [
+                c.name for c in available_chapters()
+            ]
             command = runner.evidence_command(args.chapters, params)
             with build_lock(names):  # nobody may rerun these between their runs and the storing
-                outcomes = runner.run(args.chapters, params, quick=False, progress=not args.no_progress,
-                                      command=command)
+                outcomes = runner.run(
+                    args.chapters,
+                    params,
+                    quick=False,
+                    progress=not args.no_progress,
+                    command=command,
+                )
                 runner.store_evidence(outcomes, command=command)
             return 0 if all(o.ok for o in outcomes) else 1
         if args.command == "build":
@@ -148,8 +229,15 @@ def main(argv: list[str] | None = None) -> int:
             from book.tools.site import build_html
 
             with build_lock(["book"]):
-                if execute:
-                    outcomes = runner.run(args.chapters, params, quick=args.quick, progress=not args.no_progress)
+                if execute:  # the pages this build will not replace are checked before any run
+                    from book.core.evidence import check_pages
+
+                    every = [c.name for c in available_chapters()]
+                    running = {get_chapter(n).name for n in args.chapters} or set(every)
+                    check_pages([name for name in every if name not in running])
+                    outcomes = runner.run(
+                        args.chapters, params, quick=args.quick, progress=not args.no_progress
+                    )
                     ok = all(o.ok for o in outcomes)
                     executed = [o.chapter for o in outcomes if o.ok]
                 code = build_html(executed=executed)
@@ -179,8 +267,8 @@ def _on_sigterm(signum, frame):
 
 
 def _os_error(err: OSError) -> str:
-    """The machine's error in one line, naming the file: for a copy the target (`filename2`: a copy's
-    error names its source first, and a full disk is the target's)."""
+    """The machine's error in one line, naming the file: for a copy the target (`filename2`: a
+    copy's error names its source first, and a full disk is the target's)."""
     what = err.strerror or str(err)
     if err.errno == errno.ENOSPC:
         what = "no space left on the disk"

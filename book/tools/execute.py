@@ -3,6 +3,7 @@ when complete and successful (with `--inplace`: written back over the notebook, 
 failed, interrupted or killed run goes to `_build/failed/`. The run's ledger is the one its notebook
 carries: a ledger file in `_build/ledgers/` that differs from it (written meanwhile by another
 process, say a notebook run by hand) fails the run instead of passing for its result."""
+
 from __future__ import annotations
 
 import errno
@@ -50,20 +51,32 @@ def absolute_paths_in_environment() -> None:
             os.environ[var] = os.path.abspath(value)
 
 
-def execute_chapter(chapter: Chapter, parameters: dict[str, Any], *, inplace: bool = False,
-                    progress: bool = True, command: str | None = None) -> Outcome:
-    """Run one chapter. A failing notebook never raises (the Outcome says so); Ctrl-C does, after the
-    cleanup. Only a complete, successful run ends up under `_build/executed/NAME.ipynb` (or, with
-    `inplace`, in the committed notebook); a failed or interrupted one under `_build/failed/`."""
+def execute_chapter(
+    chapter: Chapter,
+    parameters: dict[str, Any],
+    *,
+    inplace: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> Outcome:
+    """Run one chapter. A failing notebook never raises (the Outcome says so); Ctrl-C does, after
+    the cleanup. Only a complete, successful run ends up under `_build/executed/NAME.ipynb` (or,
+    with `inplace`, in the committed notebook); a failed or interrupted one under
+    `_build/failed/`."""
     import papermill
 
     name = chapter.name
     executed = paths.EXECUTED_DIR / chapter.notebook.name
     ledger = paths.LEDGER_DIR / f"{name}.json"
-    for stale in (ledger, executed, paths.FAILED_DIR / chapter.notebook.name, paths.FAILED_DIR / f"{name}.json"):
+    for stale in (
+        ledger,
+        executed,
+        paths.FAILED_DIR / chapter.notebook.name,
+        paths.FAILED_DIR / f"{name}.json",
+    ):
         stale.unlink(missing_ok=True)  # nothing of an earlier run may look like this run's
     partial = paths.EXECUTED_DIR / f".{name}.{os.getpid()}.partial.ipynb"
-    os.environ["BOOK_LEDGER_DIR"] = str(paths.LEDGER_DIR)   # the kernel inherits it
+    os.environ["BOOK_LEDGER_DIR"] = str(paths.LEDGER_DIR)  # the kernel inherits it
     os.environ["BOOK_RUN_COMMAND"] = command or command_line(chapter, parameters, inplace)
     start = time.perf_counter()
     counts: dict[str, int] = {}
@@ -74,10 +87,17 @@ def execute_chapter(chapter: Chapter, parameters: dict[str, Any], *, inplace: bo
             interruptible(lambda: _execute_inplace(chapter, partial))
             counts = own_ledger_counts(chapter.notebook, ledger)
         else:
-            interruptible(lambda: papermill.execute_notebook(
-                str(chapter.notebook), str(partial),
-                parameters=parameters, kernel_name="python3", progress_bar=progress,
-                cwd=str(chapter.notebook.parent), extra_arguments=KERNEL_ARGUMENTS))
+            interruptible(
+                lambda: papermill.execute_notebook(
+                    str(chapter.notebook),
+                    str(partial),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    progress_bar=progress,
+                    cwd=str(chapter.notebook.parent),
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
+            )
             counts = own_ledger_counts(partial, ledger)
             os.replace(partial, executed)
         ok, error = True, ""
@@ -117,9 +137,10 @@ def own_ledger_counts(notebook: Path, ledger_file: Path) -> dict[str, int]:
         write_atomic(ledger_file, json.dumps(own, indent=1, ensure_ascii=False) + "\n")
     elif side != own:
         raise ForeignLedger(
-            f"{shown(ledger_file)} is not the ledger this run's notebook carries (its output metadata "
-            f"{LEDGER_METADATA_KEY!r}): another process wrote it while the chapter ran (a notebook run "
-            f"by hand?); nothing of this run is kept: run it again")
+            f"{shown(ledger_file)} is not the ledger this run's notebook carries (its output "
+            f"metadata {LEDGER_METADATA_KEY!r}): another process wrote it while the chapter ran "
+            f"(a notebook run by hand?); nothing of this run is kept: run it again"
+        )
     return dict(own.get("counts", {}))
 
 
@@ -162,8 +183,10 @@ def short_error(err: BaseException) -> str:
     from nbclient.exceptions import DeadKernelError
 
     if isinstance(err, DeadKernelError):
-        return ("the kernel died mid-chapter (killed, or out of memory?); "
-                "its notebook so far is in _build/failed/")
+        return (
+            "the kernel died mid-chapter (killed, or out of memory?); "
+            "its notebook so far is in _build/failed/"
+        )
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         where = getattr(err, "filename2", None) or err.filename
         return f"no space left on the disk writing {shown(where) if where else 'the notebook'}"
@@ -177,14 +200,21 @@ def short_error(err: BaseException) -> str:
 def _execute_inplace(chapter: Chapter, partial: Path) -> None:
     """Execute the committed notebook with its defaults and write the outputs back into it: only a
     complete, successful run, in one rename, and only when nobody changed the notebook meanwhile. A
-    failed or interrupted run is written to `partial` (for _build/failed/) and the notebook is untouched."""
+    failed or interrupted run is written to `partial` (for _build/failed/) and the notebook is
+    untouched.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     before = chapter.notebook.read_bytes()
     nb = nbformat.reads(before.decode("utf-8"), as_version=4)
-    client = NotebookClient(nb, kernel_name="python3", timeout=3600, extra_arguments=KERNEL_ARGUMENTS,
-                            resources={"metadata": {"path": str(chapter.notebook.parent)}})
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=3600,
+        extra_arguments=KERNEL_ARGUMENTS,
+        resources={"metadata": {"path": str(chapter.notebook.parent)}},
+    )
     try:
         client.execute()
     except BaseException:
@@ -203,12 +233,23 @@ def _execute_inplace(chapter: Chapter, partial: Path) -> None:
         with interrupts_deferred():
             if not chapter.notebook.exists() or chapter.notebook.read_bytes() != before:
                 os.replace(tmp, partial)
-                raise RuntimeError(f"{shown(chapter.notebook)} changed while it ran: its outputs were not "
-                                   f"written back (this run is in {shown(paths.FAILED_DIR)}/)")
+                raise RuntimeError(
+                    f"{shown(chapter.notebook)} changed while it ran: its outputs were not "
+                    f"written back (this run is in {shown(paths.FAILED_DIR)}/)"
+                )
             os.replace(tmp, chapter.notebook)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["Outcome", "execute_chapter", "command_line", "own_ledger_counts", "notebook_ledger",
-           "quarantine", "short_error", "absolute_paths_in_environment", "KERNEL_ARGUMENTS"]
+__all__ = [
+    "Outcome",
+    "execute_chapter",
+    "command_line",
+    "own_ledger_counts",
+    "notebook_ledger",
+    "quarantine",
+    "short_error",
+    "absolute_paths_in_environment",
+    "KERNEL_ARGUMENTS",
+]

@@ -1,4 +1,6 @@
-"""`_build`: one command per chapter at a time (advisory locks), and proven writable before a run."""
+"""`_build`: one command per chapter at a time (advisory locks), and proven writable before a
+run."""
+
 from __future__ import annotations
 
 import os
@@ -10,16 +12,16 @@ from book.core.registry import Chapter
 from book.tools import paths
 from book.tools.paths import BookError, unwritable
 
-_held: dict[str, int] = {}   # lock name -> open file descriptor, in this process
+_held: dict[str, int] = {}  # lock name -> open file descriptor, in this process
 
 
 @contextmanager
 def build_lock(names: Iterable[str] = ("book",)) -> Iterator[None]:
-    """Hold `_build/.locks/NAME.lock` for each name (a chapter, or "book" for the staged site and the
-    HTML) while a command uses them: a second `python -m book` running the same chapter, or building
-    at the same time, is refused at once (exit 2) instead of clobbering the first's files; runs of
-    different chapters go on side by side. Reentrant within a process; a lock dies with its process,
-    so a killed run never leaves a stale one."""
+    """Hold `_build/.locks/NAME.lock` for each name (a chapter, or "book" for the staged site and
+    the HTML) while a command uses them: a second `python -m book` running the same chapter, or
+    building at the same time, is refused at once (exit 2) instead of clobbering the first's files;
+    runs of different chapters go on side by side. Reentrant within a process; a lock dies with its
+    process, so a killed run never leaves a stale one."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; run one command at a time by hand
@@ -39,11 +41,15 @@ def build_lock(names: Iterable[str] = ("book",)) -> Iterator[None]:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process"
+                    holder = (
+                        os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process"
+                    )
                     os.close(fd)
                     what = "the book in _build" if name == "book" else f"chapter {name!r}"
-                    raise BookError(f"{what} is in use by another `python -m book` ({holder}); "
-                                    f"wait for it to finish") from None
+                    raise BookError(
+                        f"{what} is in use by another `python -m book` ({holder}); "
+                        f"wait for it to finish"
+                    ) from None
             try:
                 os.ftruncate(fd, 0)
                 command = " ".join(sys.argv[1:]).encode("utf-8", "replace")
@@ -56,7 +62,7 @@ def build_lock(names: Iterable[str] = ("book",)) -> Iterator[None]:
         yield
     finally:
         for name in taken:
-            os.close(_held.pop(name))   # releases the lock
+            os.close(_held.pop(name))  # releases the lock
 
 
 def prepare_build(chapters: Iterable[Chapter]) -> None:

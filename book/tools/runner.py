@@ -11,6 +11,7 @@ interrupted or killed run leaves its notebook and ledger in `_build/failed/` and
 names a later command reads. One command at a time runs a chapter (a lock file); parameters,
 optional dependencies and a writable `_build` are checked before any kernel starts.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,7 +29,8 @@ from book.tools.signals import Terminated, interrupts_deferred
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during a run; carries the outcomes so far (the last one is the stopped chapter)."""
+    """Ctrl-C (or SIGTERM) during a run; carries the outcomes so far (the last one is the stopped
+    chapter)."""
 
     def __init__(self, outcomes: list[Outcome], terminated: bool = False):
         super().__init__("terminated" if terminated else "interrupted")
@@ -36,17 +38,27 @@ class Interrupted(KeyboardInterrupt):
         self.terminated = terminated
 
 
-def run(names: Sequence[str] = (), raw_params: Sequence[tuple[str, str]] = (), *, quick: bool | None = None,
-        inplace: bool = False, progress: bool = True, out=None, command: str | None = None) -> list[Outcome]:
+def run(
+    names: Sequence[str] = (),
+    raw_params: Sequence[tuple[str, str]] = (),
+    *,
+    quick: bool | None = None,
+    inplace: bool = False,
+    progress: bool = True,
+    out=None,
+    command: str | None = None,
+) -> list[Outcome]:
     """Execute chapters in book order; print a summary; return the outcomes. Everything is checked
     before the first kernel starts. On Ctrl-C: prints "interrupted" and the summary so far, then
-    raises `Interrupted` (the command line exits 130). `command`: what to stamp on the ledgers as the
-    command that made them (default: each chapter's `python -m book run` line)."""
+    raises `Interrupted` (the command line exits 130). `command`: what to stamp on the ledgers as
+    the command that made them (default: each chapter's `python -m book run` line)."""
     from tqdm.auto import tqdm
 
     if inplace and (raw_params or quick is False):
-        raise UsageError("--inplace refreshes the committed outputs, which are the default (quick) run: "
-                         "it takes no -p and no --full")
+        raise UsageError(
+            "--inplace refreshes the committed outputs, which are the default (quick) run: "
+            "it takes no -p and no --full"
+        )
     chapters, per_chapter = resolve(names, raw_params, quick)
     out = out or sys.stdout
     outcomes: list[Outcome] = []
@@ -55,22 +67,39 @@ def run(names: Sequence[str] = (), raw_params: Sequence[tuple[str, str]] = (), *
         execute.absolute_paths_in_environment()
         current, start = None, time.perf_counter()
         try:
-            with tqdm(chapters, desc="chapters", unit="chapter", disable=not progress, file=sys.stderr) as bar:
+            with tqdm(
+                chapters, desc="chapters", unit="chapter", disable=not progress, file=sys.stderr
+            ) as bar:
                 for chapter in bar:
                     current, start = chapter, time.perf_counter()
                     bar.set_postfix_str(chapter.name)
-                    outcomes.append(execute.execute_chapter(chapter, per_chapter[chapter.name], inplace=inplace,
-                                                            progress=progress, command=command))
+                    outcomes.append(
+                        execute.execute_chapter(
+                            chapter,
+                            per_chapter[chapter.name],
+                            inplace=inplace,
+                            progress=progress,
+                            command=command,
+                        )
+                    )
                     current = None
         except KeyboardInterrupt as err:
             word = "terminated" if isinstance(err, Terminated) else "interrupted"
             if current is not None:
-                outcomes.append(Outcome(
-                    current.name, False, time.perf_counter() - start, {},
-                    f"{word}: nothing of this run is kept" + (", the notebook is untouched" if inplace else "")
-                    + f" (its notebook so far: {shown(paths.FAILED_DIR)}/{current.notebook.name})",
-                    interrupted=True))
-            not_run = [c.name for c in chapters[len(outcomes):]]
+                outcomes.append(
+                    Outcome(
+                        current.name,
+                        False,
+                        time.perf_counter() - start,
+                        {},
+                        f"{word}: nothing of this run is kept"
+                        + (", the notebook is untouched" if inplace else "")
+                        + f" (its notebook so far: {shown(paths.FAILED_DIR)}/"
+                        f"{current.notebook.name})",
+                        interrupted=True,
+                    )
+                )
+            not_run = [c.name for c in chapters[len(outcomes) :]]
             print(word, file=out)
             print(summary(outcomes, not_run), file=out, flush=True)
             raise Interrupted(outcomes, terminated=word == "terminated") from None
@@ -94,8 +123,11 @@ def summary(outcomes: Iterable[Outcome], not_run: Sequence[str] = ()) -> str:
     stopped = [o.chapter for o in outcomes if o.interrupted]
     if stopped:
         lines.append(f"stopped during: {', '.join(stopped)}")
-    lines.append(f"{len(failed)} chapter(s) failed: {', '.join(failed)}" if failed else
-                 "no chapter failed" if stopped or not_run else "all chapters ran")
+    lines.append(
+        f"{len(failed)} chapter(s) failed: {', '.join(failed)}"
+        if failed
+        else "no chapter failed" if stopped or not_run else "all chapters ran"
+    )
     if not_run:
         lines.append(f"not run: {', '.join(not_run)}")
     return "\n".join(lines)
@@ -105,7 +137,9 @@ def evidence_command(names: Sequence[str], raw_params: Sequence[tuple[str, str]]
     """The command line of `python -m book evidence` as a reader would retype it."""
     import shlex
 
-    parts = ["python -m book evidence", *names] + [f"-p {n} {shlex.quote(v)}" for n, v in raw_params]
+    parts = ["python -m book evidence", *names] + [
+        f"-p {n} {shlex.quote(v)}" for n, v in raw_params
+    ]
     return " ".join(parts)
 
 
@@ -122,9 +156,15 @@ def store_evidence(outcomes: Iterable[Outcome], out=None, command: str = "") -> 
             print(f"{o.chapter}: failed, its evidence in results/ is left as it was", file=out)
             continue
         try:
-            with interrupts_deferred():  # a chapter's ledger, notebook and manifest are stored together
-                folder = publish_run(o.chapter, paths.EXECUTED_DIR / f"{o.chapter}.ipynb",
-                                     paths.LEDGER_DIR / f"{o.chapter}.json", command=command)
+            with (
+                interrupts_deferred()
+            ):  # a chapter's ledger, notebook and manifest are stored together
+                folder = publish_run(
+                    o.chapter,
+                    paths.EXECUTED_DIR / f"{o.chapter}.ipynb",
+                    paths.LEDGER_DIR / f"{o.chapter}.json",
+                    command=command,
+                )
         except EvidenceError as err:
             o.ok, o.error = False, str(err)
             print(f"{o.chapter}: NOT stored: {err}", file=out)
@@ -134,4 +174,12 @@ def store_evidence(outcomes: Iterable[Outcome], out=None, command: str = "") -> 
     return stored
 
 
-__all__ = ["run", "summary", "store_evidence", "evidence_command", "Interrupted", "Outcome", "get_chapter"]
+__all__ = [
+    "run",
+    "summary",
+    "store_evidence",
+    "evidence_command",
+    "Interrupted",
+    "Outcome",
+    "get_chapter",
+]

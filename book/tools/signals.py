@@ -1,5 +1,7 @@
 """Ctrl-C and SIGTERM while a chapter runs: a kernel's run in a worker thread so the signal reaches
-the main thread, the processes it started stopped (psutil), and blocks that must not be cut in half."""
+the main thread, the processes it started stopped (psutil), and blocks that must not be cut in half.
+"""
+
 from __future__ import annotations
 
 import os
@@ -21,15 +23,17 @@ def child_pids() -> set[int]:
 
 
 def interruptible(execute: Callable[[], Any]) -> Any:
-    """Run `execute` (a kernel's whole run) in a worker thread, so that Ctrl-C and SIGTERM reach this,
-    the main thread: in nbclient's event loop they would be swallowed and come out as "Kernel died",
-    indistinguishable from a crash. On Ctrl-C the kernels started meanwhile (and their children) are
-    stopped, the worker is given a moment to save what it has, and the KeyboardInterrupt goes on."""
+    """Run `execute` (a kernel's whole run) in a worker thread, so that Ctrl-C and SIGTERM reach
+    this, the main thread: in nbclient's event loop they would be swallowed and come out as "Kernel
+    died", indistinguishable from a crash. On Ctrl-C the kernels started meanwhile (and their
+    children) are stopped, the worker is given a moment to save what it has, and the
+    KeyboardInterrupt goes on."""
     if threading.current_thread() is not threading.main_thread():
         return execute()
     before = child_pids()
     result: dict[str, Any] = {}
-    finished = threading.Event()   # not Thread.join: a join cut by Ctrl-C may return early ever after
+    # an Event, not Thread.join: a join cut by Ctrl-C may return early ever after
+    finished = threading.Event()
 
     def work() -> None:
         try:
@@ -64,7 +68,7 @@ def stop_processes(pids: Iterable[int], grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             continue
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:   # a group leader's group: also what it started and then left
+        for pid in pids:  # a group leader's group: also what it started and then left
             try:
                 if os.getpgid(pid) == pid:
                     os.killpg(pid, sig)
@@ -75,15 +79,16 @@ def stop_processes(pids: Iterable[int], grace: float = 3.0) -> None:
                 p.send_signal(sig)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
-        _, procs = psutil.wait_procs(procs, timeout=grace)   # reaps our own children
+        _, procs = psutil.wait_procs(procs, timeout=grace)  # reaps our own children
         if not procs:
             return
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (and SIGTERM) until the block is done, so a rename pair or a cleanup is never cut in
-    half; the signal is then delivered as usual. Only in the main thread (elsewhere a no-op)."""
+    """Hold Ctrl-C (and SIGTERM) until the block is done, so a rename pair or a cleanup is never
+    cut in half; the signal is then delivered as usual. Only in the main thread (elsewhere a
+    no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

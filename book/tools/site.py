@@ -1,5 +1,6 @@
 """The book: stage its source in `_build/site` (root pages + one notebook per chapter), check every
 stored page first, and render it with Jupyter Book into `_build/html`."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,16 @@ from book.tools.locks import build_lock
 from book.tools.paths import shown, unwritable
 from book.tools.signals import interrupts_deferred
 
-ROOT_PAGES = ("_config.yml", "_toc.yml", "intro.md", "scoreboard.md", "status.md", "references.bib", "bibliography.md", "_static")
+ROOT_PAGES = (
+    "_config.yml",
+    "_toc.yml",
+    "intro.md",
+    "scoreboard.md",
+    "status.md",
+    "references.bib",
+    "bibliography.md",
+    "_static",
+)
 
 
 def page_source(chapter: Chapter, executed: Iterable[str] = ()) -> Path:
@@ -43,17 +53,20 @@ def check_sources(sources: dict[str, Path]) -> None:
 
 
 def _copy_into_build(src: Path, dst: Path, tree: bool = False) -> None:
-    """A copy into _build whose failure names the target in _build (a copy's OSError names its source)."""
+    """A copy into _build whose failure names the target in _build (a copy's OSError names its
+    source)."""
     try:
         if tree:
             shutil.copytree(src, dst)
         else:
-            shutil.copyfile(src, dst)   # a fresh mtime: see stage_site
-    except shutil.Error as err:   # copytree: a list of (source, target, why)
+            shutil.copyfile(src, dst)  # a fresh mtime: see stage_site
+    except shutil.Error as err:  # copytree: a list of (source, target, why)
         failures = err.args[0] if err.args and isinstance(err.args[0], list) else []
         target, why = (failures[0][1], failures[0][2]) if failures else (dst, str(err))
-        raise paths.BookError(f"cannot write {shown(target)}: {why} "
-                              f"(the runner needs a writable {shown(paths.BUILD_DIR)}/)") from None
+        raise paths.BookError(
+            f"cannot write {shown(target)}: {why} "
+            f"(the runner needs a writable {shown(paths.BUILD_DIR)}/)"
+        ) from None
     except OSError as err:
         raise unwritable(err, dst) from None
 
@@ -77,8 +90,9 @@ def stage_site(executed: Iterable[str] = ()) -> tuple[Path, dict[str, Path]]:
         if src.exists():
             _copy_into_build(src, site / name, tree=src.is_dir())
     for chapter in available_chapters():
-        # copyfile, not copy2: a fresh mtime, so Sphinx never keeps an earlier build's page of a chapter
-        # whose source changed to an older file (say from this build's run back to the committed one)
+        # copyfile, not copy2: a fresh mtime, so Sphinx never keeps an earlier build's page of a
+        # chapter whose source changed to an older file (say from this build's run back to the
+        # committed one)
         _copy_into_build(sources[chapter.name], site / "notebooks" / chapter.notebook.name)
     return site, sources
 
@@ -98,14 +112,24 @@ def build_html(executed: Iterable[str] = (), out=None) -> int:
         for target in (REPO_ROOT / "status.md", site / "status.md"):
             write_status(pages, sources, target)
         jb = Path(sys.executable).with_name("jupyter-book")
-        # --all: every page is rendered from this build's staged notebooks, none from an earlier build
-        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(site), "--path-output",
-               str(paths.BUILD_DIR / "book"), "--all", "-W", "--keep-going"]
+        # --all: every page is rendered from this build's staged notebooks, none from an earlier
+        # build
+        cmd = [
+            str(jb) if jb.exists() else "jupyter-book",
+            "build",
+            str(site),
+            "--path-output",
+            str(paths.BUILD_DIR / "book"),
+            "--all",
+            "-W",
+            "--keep-going",
+        ]
         print("$ " + " ".join(cmd), file=out, flush=True)
         code = subprocess.call(cmd)
         html = paths.BUILD_DIR / "html"
         if code == 0:
-            # the finished book replaces the old one in two renames: an interrupted copy is never _build/html
+            # the finished book replaces the old one in two renames: an interrupted copy is never
+            # _build/html
             fresh, old = paths.BUILD_DIR / ".html.new", paths.BUILD_DIR / ".html.old"
             for leftover in (fresh, old):
                 if leftover.exists():
