@@ -191,15 +191,16 @@ def notebook_ledger(nb: dict[str, Any]) -> dict[str, Any] | None:
 
 def digest(path: Path) -> str:
     """The sha256 a manifest lists for a stored file: of its bytes; for a notebook, of its JSON with
-    sorted keys and the install cell's source left out (`python -m book sync-install` rewrites that
+    sorted keys and the install cell left out (`python -m book sync-install` rewrites that
     cell in stored pages; nothing else may change)."""
     path = Path(path)
     if path.suffix != ".ipynb":
         return hashlib.sha256(path.read_bytes()).hexdigest()
     nb = read_notebook(path)
-    for cell in nb["cells"]:
-        if "install" in ((cell.get("metadata") or {}).get("tags") or []):
-            cell["source"] = ""
+    nb["cells"] = [  # the install cell: its place only (sync-install rewrites its source and tags)
+        {"install cell": True} if "install" in ((c.get("metadata") or {}).get("tags") or []) else c
+        for c in nb["cells"]
+    ]
     canonical = json.dumps(nb, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -277,7 +278,7 @@ def write_manifest(chapter: str, *, command: str = "") -> Path:
         "command": command or f"python -m book evidence {chapter}",
         "files": files,
         "digest": "sha256 of each file (a notebook: of its JSON with sorted keys, "
-        "the install cell's source left out)",
+        "the install cell left out)",
     }
     path = RESULTS_DIR / chapter / MANIFEST
     write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
