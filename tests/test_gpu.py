@@ -55,7 +55,7 @@ def test_cycle_table_has_the_async_gain():
 # -- spec table ----------------------------------------------------------------------------------
 def test_every_spec_row_has_numbers_dates_and_sources():
     specs = G.load_specs()
-    for col in G._REQUIRED:
+    for col in G.REQUIRED_COLUMNS:
         assert specs.reset_index()[col].notna().all(), col
     assert specs["spec_source"].str.len().min() > 20
     assert specs["price_source"].str.len().min() > 20

@@ -33,7 +33,7 @@ from book.chapters.gpu.memory import (MATMUL_KINDS, POST_CACHE_SPEEDUPS, GlobalM
                      TrafficCount, BERT_BASE, BERT_LARGE, bert_large_matmuls, cache_speedups, cycle_table, fits_l2_up_to_tokens,
                      matmul_cycles, run_tiled_matmul, tiled_matmul)
 from book.chapters.gpu.specs import (BATCH_DOUBLING_GAIN, EIGHT_GPU_OVERHEAD_GAIN, HOURS_PER_YEAR, POST_L2_TABLE, SPEC_COLUMNS,
-                    SPECS_FILE, SYSTEM_USD_PER_GPU, TOP500_NUMBER_ONE, CloudVsDesktop, _REQUIRED,
+                    SPECS_FILE, SYSTEM_USD_PER_GPU, TOP500_NUMBER_ONE, CloudVsDesktop, REQUIRED_COLUMNS,
                     bandwidth_speedup, corrected_speedup, eight_gpu_scaling_other, electricity_cost_per_year,
                     electricity_kwh_per_year, load_specs, perf_per_dollar, post_ratios, power_limited_speed,
                     price_to_match, recommend, relative_performance)
@@ -46,4 +46,4 @@ from book.chapters.gpu.perfmodel import (A100_BANDWIDTH, LARGE_L2_ARCHITECTURES,
                         memory_gb, ownership_usd, pcie_cost, pcie_gbs, post_system_usd, price_to_lead, ranking, raw_chart,
                         ring_allreduce_s, two_machine_speedup)
 
-__all__ = [name for name in dir() if not name.startswith("__") and name not in ("annotations",)]
+__all__ = sorted(name for name in dir() if not name.startswith("_") and name != "annotations")

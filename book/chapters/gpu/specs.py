@@ -24,7 +24,7 @@ HOURS_PER_YEAR = 24 * 365
 SPEC_COLUMNS = ("gpu", "architecture", "segment", "memory_bandwidth_gbs", "fp16_tensor_tflops",
                 "fp8_tensor_tflops", "l2_mb", "l1_shared_kb_per_sm", "memory_gb", "tdp_w",
                 "price_usd", "price_kind", "price_date", "price_source", "spec_date", "spec_source")
-_REQUIRED = tuple(c for c in SPEC_COLUMNS if c != "fp8_tensor_tflops")  # fp8: blank where none
+REQUIRED_COLUMNS = tuple(c for c in SPEC_COLUMNS if c != "fp8_tensor_tflops")  # fp8: blank where none
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
 
 
@@ -41,7 +41,7 @@ def load_specs(path: str | os.PathLike | None = None):
         raise ValueError(f"spec table lacks columns: {missing_cols}")
     problems = []
     for _, row in df.iterrows():
-        for col in _REQUIRED:
+        for col in REQUIRED_COLUMNS:
             if pd.isna(row[col]) or str(row[col]).strip() == "":
                 problems.append(f"{row['gpu']}: {col} is empty")
         for col in ("price_date", "spec_date"):

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from book.chapters.parallel.collectives import Worker, allreduce_sweep
 from book.chapters.parallel.models import dp_train, split_identities, train_single
-from book.chapters.parallel.pool import _ask_kernel_for_death_signal
+from book.chapters.parallel.pool import ask_kernel_for_death_signal
 
 CHECKS = ("gradients", "split", "allreduce", "hold")
 AGENT_PID_ENV = "BOOK_AGENT_PID"      # set by book.chapters.parallel.torchrun for its workers
@@ -60,7 +60,7 @@ def die_with_agent() -> int:
     already gone. Returns the agent's pid."""
     from_env = bool(os.environ.get(AGENT_PID_ENV))
     agent_pid = int(os.environ[AGENT_PID_ENV]) if from_env else os.getppid()
-    _ask_kernel_for_death_signal(signal.SIGKILL)  # first the signal, then the check: no gap
+    ask_kernel_for_death_signal(signal.SIGKILL)  # first the signal, then the check: no gap
     if _parent_is_gone(agent_pid, from_env):
         os._exit(EXIT_AGENT_GONE)
 

@@ -118,7 +118,7 @@ def _exit_orphaned(outdir: str) -> None:
     os._exit(ORPHAN_EXIT_CODE)
 
 
-def _ask_kernel_for_death_signal(signum: int) -> bool:
+def ask_kernel_for_death_signal(signum: int) -> bool:
     """Linux: have the kernel send `signum` to this process the moment its parent dies."""
     if not sys.platform.startswith("linux"):
         return False
@@ -142,7 +142,7 @@ def _die_with_launcher(launcher_pid: int, outdir: str, death_signal: bool) -> No
 
     if death_signal:
         signal.signal(signal.SIGUSR1, on_parent_death)
-        _ask_kernel_for_death_signal(signal.SIGUSR1)
+        ask_kernel_for_death_signal(signal.SIGUSR1)
     if _launcher_gone(launcher_pid):  # it died while this process was still starting up
         _exit_orphaned(outdir)
 
