@@ -204,6 +204,8 @@ if importlib.util.find_spec("book") is None:
             subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BOOK_BRANCH,
                             BOOK_REPOSITORY, clone], check=True)
     sys.path.insert(0, clone)
+    # and for commands in cells, e.g. !python -m book data --seed DIR
+    os.environ["PYTHONPATH"] = clone + os.pathsep + os.environ.get("PYTHONPATH", "")
     needed = {{
 {need_lines}
     }}
