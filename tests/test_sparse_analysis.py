@@ -55,3 +55,14 @@ def test_the_brain_number_is_the_brain_chapters_and_the_gpus_are_2019s():
     assert "V100 SXM2" in {g["gpu"] for g in gpus}
     gap = brain_gap.brain_to_gpu()
     assert 1e6 < gap["low"] <= gap["high"] < 1e8   # ~1e7, two orders below the post's 1e9
+
+
+def test_the_amortized_weight_gradient_reading_brackets_the_headline_numbers():
+    from book.chapters.sparse import counting
+
+    assert counting.MOMENTUM_STEPS == 44 and 0.9 ** 44 < 0.01 < 0.9 ** 43
+    for net, headline in (("VGG16-D", 3.5), ("WRN-16-10", 12.0)):
+        c = counting.mask_flops(net)
+        assert c["step_speedup_bound_dense_wgrad"] < 3.01 < headline   # dense every step: < 3x
+        lo, hi = c["step_speedup_heaviest_amortized_wgrad"], c["step_speedup_lightest_amortized_wgrad"]
+        assert lo < headline < hi   # the counts alone cannot decide: the trained masks must

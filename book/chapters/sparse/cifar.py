@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from book.chapters.sparse.algorithm import SparseMomentum, prunable_layers
-from book.chapters.sparse.counting import CIFAR_NETS, step_macs, wrn
+from book.chapters.sparse.counting import AMORTIZED_DENSE_FRACTION, CIFAR_NETS, step_macs, wrn
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -243,9 +243,12 @@ def speedup_estimate(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     channel = float((sizes * pos * (1 - empty_in) * (1 - empty_maps))[conv].sum())
     dense_step = step_macs(sizes, sizes, pos, dense_weight_grad=True)["step"]
     step = step_macs(active, sizes, pos, dense_weight_grad=True)["step"]
+    amortized = step_macs(active, sizes, pos, dense_weight_grad=True,
+                          dense_fraction=AMORTIZED_DENSE_FRACTION)["step"]
     return {"paper_recipe": dense_fwd / paper if paper else float("inf"),
             "paper_channel_recipe": dense_fwd / channel if channel else float("inf"),
             "training_step": dense_step / step,
+            "training_step_amortized": dense_step / amortized,
             "density": float(active.sum() / sizes.sum()),
             "mean_input_density": float(act[conv].mean())}
 
