@@ -397,16 +397,17 @@ class Ledger:
         return self._add(cid, "cited", post=self._spec(cid, "post", post), source=source, note=note)
 
     def needs_gpu(self, cid: str, *, reason: str, post: Any = _UNSET, measured: Any = None,
-                  context: Any = None, volatile: bool = False) -> Entry:
+                  context: Any = None, volatile: bool = False, float_path: bool = False) -> Entry:
         """A claim only a GPU can check; this run had none. Call only when no GPU is present.
         `context` (or `measured`): a small-scale number shown beside it, never the verdict."""
         if self.device.startswith("cuda"):
             raise RuntimeError(f"{cid}: this run has a GPU ({self.device}); measure it instead")
         return self._add(cid, "needs-gpu", post=self._spec(cid, "post", post),
-                         measured=context if context is not None else measured, note=reason, volatile=volatile)
+                         measured=context if context is not None else measured, note=reason, volatile=volatile,
+                         float_path=float_path)
 
     def needs_resource(self, cid: str, *, resource: str, reason: str, post: Any = _UNSET, measured: Any = None,
-                       context: Any = None, volatile: bool = False) -> Entry:
+                       context: Any = None, volatile: bool = False, float_path: bool = False) -> Entry:
         """A claim this run could not check for want of `resource` (say what: weights, a data set, a
         scale such as 'a ≥ 6.7 B model'). `context` (or `measured`): the small-scale number, shown
         beside the verdict, never as it."""
@@ -414,7 +415,7 @@ class Ledger:
             raise ValueError(f"{cid}: name the missing resource and why it is missing")
         return self._add(cid, "needs-resource", post=self._spec(cid, "post", post),
                          measured=context if context is not None else measured, resource=resource, note=reason,
-                         volatile=volatile)
+                         volatile=volatile, float_path=float_path)
 
     def forecast(self, cid: str, outcome: str, *, post: Any, judged: str, due: str, criterion: str,
                  sources: str, fails_if: str = "", measured: Any = None, note: str = "",
