@@ -76,6 +76,9 @@ def test_numbers_quoted_in_a_chapters_prose_are_shown_by_its_outputs(name):
             for kind, value in out.get("data", {}).items():
                 if kind.startswith("text/"):
                     generated.append("".join(value) if isinstance(value, list) else value)
+    code = REPO_ROOT.joinpath(*CHAPTERS[name].code.split("."))   # the chapter's own package or module
+    sources = sorted(code.rglob("*.py")) if code.is_dir() else [code.with_suffix(".py")]
+    generated += [p.read_text(encoding="utf-8") for p in sources]
     candidates = numbers_in(" ".join(generated) + outside_text())
     unsupported = []
     for cell in nb["cells"]:
@@ -83,5 +86,6 @@ def test_numbers_quoted_in_a_chapters_prose_are_shown_by_its_outputs(name):
             continue
         prose = re.sub(r"\$[^$]*\$|\]\([^)]*\)|`[^`]*`", " ", "".join(cell["source"]))  # math, links, code
         unsupported += [v for v in NUMBER.findall(prose) if not shown(v, candidates)]
-    assert not unsupported, (f"{name}: the prose quotes {unsupported}, which no output, code, post, catalogue "
-                             "or data file of the chapter shows; print it from the measurement or drop it")
+    assert not unsupported, (f"{name}: the prose quotes {unsupported}, which no output, code (notebook or "
+                             "chapter module), post, catalogue or data file shows; print it from the "
+                             "measurement or drop it")
