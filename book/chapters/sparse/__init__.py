@@ -35,7 +35,7 @@ numbers, with sources), `pruning` (Han et al.'s magnitude pruning, the compressi
 `cifar` (the CIFAR-10 headline result: torchvision on a GPU, synthetic data in CI) and `brain_gap`
 (the brain's FLOPS against a 2019 GPU).
 """
-from book.chapters.sparse import audit, counting, stats  # noqa: F401  (sp.audit, sp.counting, sp.stats)
+from book.chapters.sparse import audit, counting, stats, sweeps  # noqa: F401  (sp.audit, ... sp.sweeps)
 from book.chapters.sparse.algorithm import (GROWTH_MODES, PRUNABLE_TYPES, REDISTRIBUTION_MODES, SparseMomentum, allocate_regrowth,
                         cosine_prune_rate, load_checkpoint, prunable_layers, save_checkpoint)
 from book.chapters.sparse.analysis import (LAYER_NAMES, LAYER_NAMES_LENET5, class_specialization, cycle_checks, drop_empty_units,

@@ -338,6 +338,15 @@ def run_plan(name: str, *, seeds=None, densities=None, device: str = "cpu", work
               data=data)
 
 
+def rerun_evidence(name: str, device: str = "cpu", work_dir: str | None = None) -> "Any":
+    """Run (or continue) the plan `name` of FULL_PLAN (or the specialization study) and store it as
+    committed evidence, replacing the file in results/sparse/. Hours on a CPU for the 100-epoch plans;
+    finished runs in the work folder are kept, an interrupted one resumes from its checkpoint."""
+    folder = Path(work_dir) if work_dir else WORK_DIR
+    run_plan(name, device=device, work_dir=folder, publish_each=False)
+    return publish(name, folder, force=True)
+
+
 def parse_plan(text: str) -> tuple[str, list[int] | None]:
     """`NAME` or `NAME:SEED,SEED` (a plan restricted to some seeds)."""
     name, _, seeds = text.partition(":")

@@ -265,16 +265,6 @@ def summarize(rows: list[dict[str, Any]]) -> "Any":
     return out.reset_index()
 
 
-# ----------------------------------------------------------------------------------------------
-# Full-mode sweeps from the command line: book.chapters.sparse.sweeps (resumable, one row per run)
-# ----------------------------------------------------------------------------------------------
-def _main(argv: list[str] | None = None) -> None:
-    """`python -m book.chapters.sparse` (see `book.chapters.sparse.sweeps`)."""
-    from book.chapters.sparse import sweeps
-
-    sweeps.main(argv)
-
-
 def merge_full_results(parts: list[str], out: str, commands: list[str], planned: list[float], note: str = "") -> dict:
     """Merge the per-process JSON files of `python -m book.chapters.sparse` into one committed file that
     says what was run (epochs, seeds per density), what was planned but not finished, and how."""
@@ -321,17 +311,6 @@ def cli_args(spec: dict[str, Any], out: str) -> list[str]:
         if key in spec:
             args += [f"--{key}", spec[key]]
     return args + ["--out", out]
-
-
-def rerun_evidence(name: str, device: str = "cpu", work_dir: str | None = None) -> "Any":
-    """Run (or continue) the plan `name` of FULL_PLAN (or the specialization study) and store it as
-    committed evidence, replacing the file in results/sparse/. Hours on a CPU for the 100-epoch plans;
-    finished runs in the work folder are kept, an interrupted one resumes from its checkpoint."""
-    from book.chapters.sparse import sweeps
-
-    folder = Path(work_dir) if work_dir else sweeps.WORK_DIR
-    sweeps.run_plan(name, device=device, work_dir=folder, publish_each=False)
-    return sweeps.publish(name, folder, force=True)
 
 
 def specialization_description() -> str:
