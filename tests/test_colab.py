@@ -55,9 +55,7 @@ needs_git = pytest.mark.skipif(
 @needs_git
 def test_the_install_cell_fetches_the_pinned_commit(tmp_path):
     head = _git("rev-parse", "HEAD")
-    source = colab.install_cell_source(
-        url=REPO_ROOT.as_uri(), extras=(), branch="main", commit=head
-    )
+    source = colab.install_cell_source(url=REPO_ROOT.as_uri(), extras=(), commit=head)
     result = _run_cell(tmp_path, source)
     assert result.returncode == 0, result.stderr[-2000:]
     clone = tmp_path / colab.CLONE_DIR
@@ -75,9 +73,7 @@ def test_an_unreachable_commit_falls_back_to_the_branch_with_a_warning(tmp_path)
     branch = _git("rev-parse", "--abbrev-ref", "HEAD")
     if branch in ("", "HEAD"):
         pytest.skip("a detached checkout has no branch to fall back to")
-    source = colab.install_cell_source(
-        url=REPO_ROOT.as_uri(), extras=(), branch=branch, commit="0" * 40
-    )
+    source = colab.install_cell_source(url=REPO_ROOT.as_uri(), extras=(), commit="0" * 40)
     result = _run_cell(tmp_path, source)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "could not be fetched" in result.stderr and branch in result.stderr
@@ -93,6 +89,40 @@ def test_the_cell_names_its_runtime_and_run_times_and_keeps_lines_short():
     assert max(len(line) for line in source.splitlines()) <= 100
     assert colab.repository_url() in source
     assert colab.install_cell_source(commit=None).count("BOOK_COMMIT = None") == 1
+
+
+def test_the_cell_is_a_few_lines_and_its_logic_lives_in_the_clone():
+    chapter = CHAPTERS["int8"]
+    source = colab.chapter_install_source(chapter, chapter.notebook)
+    code = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(code) <= 8, code
+    assert colab.BOOTSTRAP in source and 'extras=["int8"]' in source
+    assert (REPO_ROOT / colab.BOOTSTRAP).is_file()
+    with pytest.raises(ValueError, match="no optional dependency group"):
+        colab.install_cell_source(extras=("no-such-group",))
+
+
+def test_the_bootstrap_imports_nothing_of_the_package():
+    """It runs before `book` is importable (and must not load torch before the checkout)."""
+    import ast
+
+    tree = ast.parse((REPO_ROOT / colab.BOOTSTRAP).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"book", "torch", "numpy"}, imported
+
+
+def test_the_bootstrap_reads_the_requirements_and_holds_the_runtime_builds():
+    from book.tools import colab_bootstrap as boot
+
+    reqs = boot.requirements(("int8",))
+    assert any(r.startswith("torch") for r in reqs) and any(r.startswith("transformers") for r in reqs)
+    assert boot.module_name("sentence-transformers>=2.7") == "sentence_transformers"
+    assert boot.missing(["torch>=2.1", "no-such-dist-xyz>=1"]) == ["no-such-dist-xyz>=1"]
+    held = boot.held_versions()
+    assert any(h.startswith("torch==") for h in held) and any(h.startswith("numpy==") for h in held)
 
 
 def test_gpu_chapters_are_the_ones_with_cuda_code_or_needs_gpu_rows():

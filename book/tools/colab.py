@@ -6,13 +6,11 @@ fail when a notebook's cell has drifted. The cell opens with a note on the runti
 (a GPU where its code has a CUDA path) and how long its committed runs took, and the notebooks Colab
 opens carry Colab's GPU accelerator metadata where the chapter uses one.
 
-The cell fetches the code at the commit the notebook's outputs were run from (its ledger's
-provenance), falling back to the branch's head with a warning, and imports the package from that
-clone rather than pip-installing it: Colab's own torch and numpy are never replaced, so Colab never
-asks to restart the runtime, and the committed evidence in `results/` comes along. pip installs only
-the libraries the runtime lacks (the package's dependencies and the chapter's extras, read from
-pyproject.toml), with the runtime's torch and numpy held at their versions. `python -m
-book.tools.colab check NAME` runs a chapter that way (colab.yml, in Colab's runtime image).
+The cell is a few lines: it clones the repository and runs `book/tools/colab_bootstrap.py` from the
+clone, which checks out the commit the notebook's outputs were run from (its ledger's provenance;
+the branch's head, with a warning, when that commit is gone) and pip-installs only what the runtime
+lacks, holding Colab's torch and numpy. `python -m book.tools.colab check NAME` runs a chapter that
+way (colab.yml, in Colab's runtime image).
 """
 
 from __future__ import annotations
@@ -21,13 +19,14 @@ import re
 from pathlib import Path
 
 from book.core.registry import REPO_ROOT, Chapter, available_chapters
+from book.tools.colab_bootstrap import requirements
 
 INSTALL_TAG = "install"
 GPU_TYPE = "T4"  # the GPU Colab's free tier offers; the notebook asks for it
 CLONE_DIR = (
     "dettmers-book"  # where the cell clones to, relative to the notebook's working directory
 )
-HELD = ("torch", "numpy")  # never changed by the cell's pip: Colab's builds stay
+BOOTSTRAP = "book/tools/colab_bootstrap.py"  # what the cell runs from its clone
 
 
 def _config_value(key: str, config: Path) -> str | None:
@@ -42,31 +41,6 @@ def repository_url(config: Path = REPO_ROOT / "_config.yml") -> str:
     if not url:
         raise ValueError(f"{config} has no repository.url")
     return url
-
-
-def repository_branch(config: Path = REPO_ROOT / "_config.yml") -> str:
-    """`repository.branch` of _config.yml (main when unset)."""
-    return _config_value("branch", config) or "main"
-
-
-def requirements(
-    extras: tuple[str, ...] = (), pyproject: Path = REPO_ROOT / "pyproject.toml"
-) -> list[str]:
-    """The package's dependencies plus those of the optional groups `extras`, as pyproject says."""
-    import tomllib
-
-    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    optional = project.get("optional-dependencies", {})
-    unknown = [e for e in extras if e not in optional]
-    if unknown:
-        raise ValueError(f"pyproject.toml has no optional dependency group {unknown}")
-    return list(project["dependencies"]) + [req for e in extras for req in optional[e]]
-
-
-def _module(requirement: str) -> str:
-    """The import name of a requirement's distribution (dists here import as their name, - → _)."""
-    name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group(0)
-    return name.lower().replace("-", "_").replace(".", "_")
 
 
 def _q(text: str) -> str:
@@ -164,66 +138,25 @@ def page_commit(path: Path | None) -> str | None:
 def install_cell_source(
     url: str | None = None,
     extras: tuple[str, ...] = (),
-    branch: str | None = None,
     commit: str | None = None,
     note: str = "",
 ) -> str:
     """The cell for a chapter needing the package's optional groups `extras` (e.g. ('int8',)),
-    taking the code at `commit` (the one the page was run from), else `branch` with a warning."""
+    taking the code at `commit` (the one the page was run from). Its work is
+    book.tools.colab_bootstrap.setup, run from the clone."""
     url = url or repository_url()
-    branch = branch or repository_branch()
-    needs = [(_module(r), r) for r in requirements(extras)]
-    need_lines = "\n".join(f"        {_q(m)}: {_q(r)}," for m, r in needs)
+    requirements(extras)  # an unknown group fails here, not on Colab
     note_lines = "".join(f"# {line}\n" for line in _wrap(note)) if note else ""
     return f'''\
-{note_lines}# On Colab, or any Jupyter without the book's package (a no-op locally and in CI, where it
-# imports):
-# fetch the book's code at the commit this page was run from (BOOK_COMMIT; the branch's head, with a
-# warning, when that commit is not on the repository) and import the package from the clone. Nothing
-# is pip-installed over Colab's own torch and numpy, so Colab never asks to restart the runtime, and
-# the clone brings the committed full-mode evidence (results/) the chapter reads. pip adds only what
-# the runtime lacks, holding its torch and numpy at their versions.
-import importlib, importlib.util, os, shutil, subprocess, sys, tempfile, warnings
-BOOK_REPOSITORY = {_q(url)}
-BOOK_BRANCH = {_q(branch)}
-BOOK_COMMIT = {_q(commit) if commit else "None"}   # the run behind this page's outputs
+{note_lines}# Where `book` does not import (Colab): clone the book, check out the commit this page was run
+# from and pip-install only what the runtime lacks (its torch and numpy stay). A no-op in CI.
+import importlib.util, runpy, subprocess
+BOOK_COMMIT = {_q(commit) if commit else "None"}  # the run behind this page's outputs
 if importlib.util.find_spec("book") is None:
-    clone = os.path.abspath({_q(CLONE_DIR)})
-    if not os.path.isdir(os.path.join(clone, "book")):
-        def git(*args):
-            return subprocess.run(["git", *args]).returncode == 0
-        fetched = bool(BOOK_COMMIT) and (
-            git("init", "--quiet", clone)
-            and git("-C", clone, "fetch", "--quiet", "--depth", "1", BOOK_REPOSITORY, BOOK_COMMIT)
-            and git("-C", clone, "checkout", "--quiet", "FETCH_HEAD"))
-        if not fetched:
-            warnings.warn(f"the code at commit {{BOOK_COMMIT}} (this page's run) could not be "
-                          f"fetched: using the head of {{BOOK_BRANCH}}, whose code and outputs may "
-                          "differ from the page's")
-            shutil.rmtree(clone, ignore_errors=True)
-            subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BOOK_BRANCH,
-                            BOOK_REPOSITORY, clone], check=True)
-    sys.path.insert(0, clone)
-    # and for commands in cells, e.g. !python -m book data --seed DIR
-    os.environ["PYTHONPATH"] = clone + os.pathsep + os.environ.get("PYTHONPATH", "")
-    needed = {{
-{need_lines}
-    }}
-    missing = [req for module, req in needed.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        from importlib.metadata import PackageNotFoundError, version
-        held = []
-        for dist in ({", ".join(_q(d) for d in HELD)}):
-            try:
-                held.append(f"{{dist}}=={{version(dist)}}")
-            except PackageNotFoundError:
-                pass
-        constraints = os.path.join(tempfile.gettempdir(), "dettmers-book-held-versions.txt")
-        with open(constraints, "w") as f:
-            f.write("\\n".join(held) + "\\n")
-        pip = [sys.executable, "-m", "pip", "install", "-q"]
-        subprocess.run(pip + missing + ["-c", constraints], check=True)
-    importlib.invalidate_caches()'''
+    subprocess.run(["git", "clone", "-q", "--filter=blob:none",
+                    {_q(url)}, {_q(CLONE_DIR)}])
+    setup = runpy.run_path({_q(CLONE_DIR + "/" + BOOTSTRAP)})["setup"]
+    setup(BOOK_COMMIT, extras=[{", ".join(_q(e) for e in extras)}])'''
 
 
 def _wrap(text: str, width: int = 98) -> list[str]:
