@@ -6,7 +6,8 @@ import json
 import pytest
 
 from book.tools import gpucheck
-from book.tools.gpucheck import compare_ledgers, compare_rows, committed_ledger, numbers_close, render_report
+from book.core.ledger import ledger_from_notebook as committed_ledger
+from book.tools.gpucheck import compare_ledgers, compare_rows, numbers_close, render_report
 
 
 def row(cid="x-1", verdict="reproduced", post=1.0, measured=1.0, **kw):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from book.core.registry import REPO_ROOT, get_chapter
+from book.core.ledger import notebook_ledger  # noqa: F401  (evidence.notebook_ledger: the pages' ledger)
 from book.core.provenance import collect
 
 RESULTS_DIR = Path(os.environ.get("DETTMERS_BOOK_RESULTS") or REPO_ROOT / "results")
@@ -174,19 +175,6 @@ def read_notebook(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise EvidenceError(f"{_shown(path)} is not a notebook (no list of cells)")
     return nb
-
-
-def notebook_ledger(nb: dict[str, Any]) -> dict[str, Any] | None:
-    """The ledger a notebook (its JSON) carries: the last ledger shown in its outputs."""
-    from book.core.ledger import LEDGER_METADATA_KEY
-
-    found = None
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            meta = output.get("metadata") or {}
-            if LEDGER_METADATA_KEY in meta:
-                found = meta[LEDGER_METADATA_KEY]
-    return found
 
 
 def digest(path: Path) -> str:

@@ -33,7 +33,7 @@ import math
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -95,11 +95,11 @@ def _size_of_error(post: Any, measured: Any) -> str:
     try:
         p, m = float(post), float(measured)
     except (TypeError, ValueError):
-        return f"says {_fmt(round_sig(post))}, measured {_fmt(round_sig(measured))}"
+        return f"says {value_text(round_sig(post))}, measured {value_text(round_sig(measured))}"
     if m == 0:
-        return f"says {_fmt(round_sig(p))}, measured 0"
+        return f"says {value_text(round_sig(p))}, measured 0"
     rel = (p - m) / abs(m) * 100
-    return (f"says {_fmt(round_sig(p))}, measured {_fmt(round_sig(m))}: the post's number is "
+    return (f"says {value_text(round_sig(p))}, measured {value_text(round_sig(m))}: the post's number is "
             f"{abs(rel):.3g} % {'above' if rel > 0 else 'below'} the measured one")
 
 
@@ -129,14 +129,22 @@ def round_sig(value: Any, sig: int = 4) -> Any:
     return float(f"{rounded:.{sig}g}")
 
 
-def _fmt(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A value as every ledger table shows it (numbers to 4 significant digits): the notebook's
+    table, the rendered page, the scoreboard and the dispute links."""
     if value is None:
         return ""
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def mask_run(text: str, masked: bool) -> str:
+    """What depends on the run is shown between ⟨ ⟩, which the nbval sanitizer masks, so the rest of
+    the table is still compared exactly. Never across lines."""
+    return f"⟨{text}⟩" if masked and text else text
 
 
 @dataclass
@@ -163,28 +171,39 @@ class Entry:
     on_device: bool = False   # a GPU run measures what a CPU run cannot ('needs: gpu'): the whole row is ‹ ›
     timed: bool = False     # the verdict itself depends on the run (a timing's interval): masked too
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Entry":
+        """The entry a stored ledger row (ledger.json) holds; older files named the criterion
+        `tolerance`."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in row.items() if k in names}
+        kw.setdefault("criterion", value_text(row.get("tolerance")))
+        for key in ("id", "verdict", "claim"):
+            kw.setdefault(key, "")
+        return cls(**kw)
+
     def _mask(self, text: str, masked: bool) -> str:
-        # What depends on the run is shown between ⟨ ⟩, which the nbval sanitizer masks, so the
-        # rest of the table is still compared exactly. Never across lines.
-        return f"⟨{text}⟩" if masked and text else text
+        return mask_run(text, masked)
 
-    def _device(self, text: str) -> str:
-        return f"‹{text}›" if self.on_device and text and not text.startswith("‹") else text
+    def _device(self, text: str, marks: bool = True) -> str:
+        return f"‹{text}›" if marks and self.on_device and text and not text.startswith("‹") else text
 
-    def measured_text(self) -> str:
+    # `device_marks=False`: for readers (the rendered page, the scoreboard), without the ‹ › that tell
+    # nbval's device comparison which numbers a GPU or another CPU may change.
+    def measured_text(self, device_marks: bool = True) -> str:
         if self.measured is None and not (self.volatile or self.timed):
             return ""
-        text = self._mask(_fmt(self.measured), self.volatile or self.timed)
-        marked = self.float_path and text and not (self.volatile or self.timed)
-        return f"‹{text}›" if marked else self._device(text)
+        text = self._mask(value_text(self.measured), self.volatile or self.timed)
+        marked = device_marks and self.float_path and text and not (self.volatile or self.timed)
+        return f"‹{text}›" if marked else self._device(text, device_marks)
 
-    def criterion_text(self) -> str:
-        return self._device(self.criterion)
+    def criterion_text(self, device_marks: bool = True) -> str:
+        return self._device(self.criterion, device_marks)
 
-    def verdict_text(self) -> str:
+    def verdict_text(self, device_marks: bool = True) -> str:
         text = self.verdict + (f": {self.resource}" if self.resource else "")
-        if self.verdict == "needs-gpu" or self.on_device:   # a GPU run measures it: the device comparison masks it
-            return f"‹{text}›"
+        if device_marks and (self.verdict == "needs-gpu" or self.on_device):
+            return f"‹{text}›"   # a GPU run measures it: the device comparison masks it
         return self._mask(text, self.timed)
 
     def evidence_text(self) -> str:
@@ -213,7 +232,7 @@ class Entry:
 
     def __repr__(self) -> str:
         """Verdict first: what `print(entry)` shows right where a chapter checks a claim."""
-        parts = [f"post: {_fmt(self.post)}"]
+        parts = [f"post: {value_text(self.post)}"]
         if self.measured_text():
             parts.append(f"measured: {self.measured_text()}")
         if self.criterion:
@@ -319,8 +338,8 @@ class Ledger:
             raise ValueError("tolerances must be non-negative")
         post = self._spec(cid, "post", post)
         ok = _within(post, measured, tol, rel_tol)
-        criterion = (f"±{_fmt(round_sig(tol))}" if tol else "") + (
-            f"{' or ' if tol else ''}±{_fmt(round_sig(rel_tol * 100))}%" if rel_tol else "")
+        criterion = (f"±{value_text(round_sig(tol))}" if tol else "") + (
+            f"{' or ' if tol else ''}±{value_text(round_sig(rel_tol * 100))}%" if rel_tol else "")
         if not ok and not wrong:
             wrong = _size_of_error(post, measured)
         return self._record_outcome(cid, ok, post=post, measured=measured, criterion=criterion or "exact",
@@ -362,14 +381,14 @@ class Ledger:
             verdict = "undecided"
         fails_if = self._spec(cid, "fails_if", fails_if)
         self._need_fails_if(cid, fails_if)
-        shown = f"{_fmt(round_sig(estimate, 3))}{unit} [{_fmt(round_sig(lo, 3))}, {_fmt(round_sig(hi, 3))}]"
+        shown = f"{value_text(round_sig(estimate, 3))}{unit} [{value_text(round_sig(lo, 3))}, {value_text(round_sig(hi, 3))}]"
         if verdict == "differs" and not (wrong or why):
             warnings.warn(f"{cid} differs from the post and no `wrong` says what the post got wrong", stacklevel=2)
             why = "unexplained: see the chapter"
         if verdict == "differs" and not wrong:
             side = "above" if lo > a_hi else "below"
             edge = a_hi if lo > a_hi else a_lo
-            wrong = f"the whole interval {shown} lies {side} the accepted {_fmt(round_sig(edge, 3))}{unit}"
+            wrong = f"the whole interval {shown} lies {side} the accepted {value_text(round_sig(edge, 3))}{unit}"
         why = {"reproduced": f"the whole interval {shown} lies inside the criterion",
                "undecided": "the interval straddles the criterion's edge: this run cannot decide between "
                             "reproduced and differs"}.get(verdict, why or wrong)
@@ -382,7 +401,7 @@ class Ledger:
         self._need_fails_if(cid, fails_if)
         if ok:
             # the JSON says why a row passed when it passed, never a reason for failing
-            why = f"measured {_fmt(round_sig(kw.get('measured')))} meets the criterion: {kw.get('criterion')}"
+            why = f"measured {value_text(round_sig(kw.get('measured')))} meets the criterion: {kw.get('criterion')}"
             wrong = ""
         elif not (wrong or why):
             warnings.warn(f"{cid} differs from the post and no `wrong` says what the post got wrong", stacklevel=3)
@@ -508,8 +527,8 @@ class Ledger:
                 changed.append(f"{e.id} (not in the committed run)")
             elif not e.timed and old.get("verdict") != e.verdict:
                 changed.append(f"{e.id} (verdict {old.get('verdict')} → {e.verdict})")
-            elif not (e.timed or e.volatile) and _fmt(old.get("measured")) != _fmt(e.measured):
-                changed.append(f"{e.id} (measured {_fmt(old.get('measured'))} → {_fmt(e.measured)})")
+            elif not (e.timed or e.volatile) and value_text(old.get("measured")) != value_text(e.measured):
+                changed.append(f"{e.id} (measured {value_text(old.get('measured'))} → {value_text(e.measured)})")
         made = committed.get("provenance", {})
         when = f"commit {str(made.get('commit', '?'))[:7]}, {str(made.get('date', '?'))[:10]}"
         if not changed:
@@ -520,7 +539,7 @@ class Ledger:
     _COLUMNS = ("id", "verdict", "post", "measured", "criterion", "evidence", "note")
 
     def _rows(self) -> list[list[str]]:
-        return [[e.id, e.verdict_text(), _fmt(e.post), e.measured_text(), e.criterion_text(), e.evidence_text(),
+        return [[e.id, e.verdict_text(), value_text(e.post), e.measured_text(), e.criterion_text(), e.evidence_text(),
                  e.note_text()] for e in self.ordered()]
 
     def _counts_text(self) -> str:
@@ -618,16 +637,21 @@ def _default_ledger_dir() -> Path:
     return root / "_build" / "ledgers"
 
 
-def ledger_from_notebook(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ledger a notebook's outputs carry (the last `finish()` it displays), or None."""
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+def notebook_ledger(nb: dict[str, Any]) -> dict[str, Any] | None:
+    """The ledger a notebook (its JSON) carries: the `dettmers_book_ledger` metadata of the output
+    of its `ledger.finish()` cell (the last one, if it shows several); None if it carries none."""
     found = None
     for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []):
+        for output in cell.get("outputs", []) or []:
             meta = output.get("metadata") or {}
             if LEDGER_METADATA_KEY in meta:
                 found = meta[LEDGER_METADATA_KEY]
     return found
+
+
+def ledger_from_notebook(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ledger a notebook file's outputs carry (`notebook_ledger`), or None."""
+    return notebook_ledger(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def read_ledgers(directory: str | os.PathLike) -> list[dict[str, Any]]:

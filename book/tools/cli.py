@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="the chapters, their posts and notebooks")
 
+    def parameter_args(q: argparse.ArgumentParser, help: str) -> None:
+        q.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                       metavar=("NAME", "VALUE"), help=help)
+        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     def chapter_args(q: argparse.ArgumentParser) -> None:
         q.add_argument(
             "chapters",
@@ -48,16 +53,7 @@ def _parser() -> argparse.ArgumentParser:
             const=False,
             help="the real experiments (QUICK=False)",
         )
-        q.add_argument(
-            "-p",
-            "--parameter",
-            nargs=2,
-            action="append",
-            default=[],
-            metavar=("NAME", "VALUE"),
-            help="set a notebook parameter (a Python literal), e.g. -p SEED 1",
-        )
-        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+        parameter_args(q, "set a notebook parameter (a Python literal), e.g. -p SEED 1")
 
     r = sub.add_parser("run", help="execute chapters with papermill into _build/executed")
     chapter_args(r)
@@ -88,16 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "evidence", help="run chapters in full mode and store each successful run in results/NAME/"
     )
     e.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapters (default: all)")
-    e.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="set a notebook parameter, e.g. -p RERUN_SWEEPS True",
-    )
-    e.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parameter_args(e, "set a notebook parameter, e.g. -p RERUN_SWEEPS True")
 
     f = sub.add_parser(
         "full-check",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from book.core.registry import REPO_ROOT, Chapter
+from book.core.ledger import ledger_from_notebook
 
 GPU_DIR = REPO_ROOT / "_build" / "gpu"
 REL_TOL = 1e-3
@@ -64,21 +65,6 @@ def require_cuda() -> str:
 
 
 # -- reading the committed ledgers -------------------------------------------------------------
-def committed_ledger(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ledger a committed notebook carries: the `dettmers_book_ledger` metadata of the output
-    of its `ledger.finish()` cell (the last one, if it shows several). None if it carries none."""
-    from book.core.ledger import LEDGER_METADATA_KEY
-
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    found = None
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            meta = output.get("metadata") or {}
-            if LEDGER_METADATA_KEY in meta:
-                found = meta[LEDGER_METADATA_KEY]
-    return found
-
-
 def committed_full_ledger(name: str) -> dict[str, Any] | None:
     """`results/NAME/ledger.json`, the committed full-mode ledger, or None."""
     from book.core.evidence import RESULTS_DIR
@@ -322,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for chapter in chapters:
             ledger, error, secs = _run_quick(chapter, GPU_DIR / "quick", GPU_DIR / "ledgers" / "quick", progress)
             seconds[f"{chapter.name}/quick"] = secs
-            comparison = compare_ledgers(committed_ledger(chapter.notebook), ledger, chapter=chapter.name,
+            comparison = compare_ledgers(ledger_from_notebook(chapter.notebook), ledger, chapter=chapter.name,
                                          mode="quick", numbers=True, rel_tol=args.rel_tol)
             comparison.error = error or comparison.error
             comparisons.append(comparison)

@@ -36,6 +36,7 @@ from typing import Any, Iterable
 from urllib.parse import quote, urlencode
 
 from book.core import verdicts
+from book.core.ledger import Entry, mask_run, value_text
 from book.core.registry import CHAPTERS, REPO_ROOT
 
 LEDGER_KEY = "dettmers_book_ledger"
@@ -114,34 +115,20 @@ def dispute_url(row: dict[str, Any], page: str = "") -> str:
 
 
 # -- rows ------------------------------------------------------------------------------------------
-def text_of(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return "[" + ", ".join(text_of(v) for v in value) + "]"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _mask(text: str, masked: bool) -> str:
-    return f"⟨{text}⟩" if masked and text else text
+text_of = value_text  # a value as every ledger table shows it
+_mask = mask_run
 
 
 def criterion_text(row: dict[str, Any]) -> str:
-    return text_of(row.get("criterion") or row.get("tolerance"))
+    return Entry.from_row(row).criterion_text(device_marks=False)
 
 
 def measured_text(row: dict[str, Any]) -> str:
-    masked = bool(row.get("volatile") or row.get("timed"))
-    if row.get("measured") is None and not masked:
-        return ""
-    return _mask(text_of(row.get("measured")), masked)
+    return Entry.from_row(row).measured_text(device_marks=False)
 
 
 def verdict_text(row: dict[str, Any]) -> str:
-    text = row["verdict"] + (f": {row['resource']}" if row.get("resource") else "")
-    return _mask(text, bool(row.get("timed")))
+    return Entry.from_row(row).verdict_text(device_marks=False)
 
 
 def _evidence(row: dict[str, Any]) -> str:
