@@ -127,3 +127,28 @@ def test_every_chapter_has_committed_full_mode_evidence_with_provenance(chapter)
     assert page == ledger, f"{chapter.name}: the stored notebook and ledger.json are from different runs"
     unexplained = [r["id"] for r in ledger["claims"] if "unexplained" in (r.get("why") or "")]
     assert not unexplained, f"{chapter.name}: full-mode claims left unexplained: {unexplained}"
+
+
+# Thin notebooks (issue 18): the code cells read like the post; the plumbing lives in the package.
+MAX_CODE_LINE = 100
+MAX_BOOK_CODE_LINES = 2000   # non-blank code-cell lines of all chapters (2,388 before the move)
+
+
+def _code_lines(nb) -> list[str]:
+    return [line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=[c.name for c in NOTEBOOKS])
+def test_one_code_convention_in_every_chapter(chapter):
+    nb = nbformat.read(chapter.notebook, as_version=4)
+    lines = _code_lines(nb)
+    long = [line for line in lines if len(line) > MAX_CODE_LINE]
+    assert not long, f"{chapter.name}: {len(long)} code lines over {MAX_CODE_LINE} characters: {long[:2]}"
+    source = "\n".join(lines)
+    assert "S.quick" not in source, f"{chapter.name}: read the QUICK parameter, not S.quick"
+    assert not re.search(r"^\s*_ = ledger\.", source, re.M), f"{chapter.name}: a ledger call is a statement"
+
+
+def test_the_notebooks_are_thin():
+    counts = {c.name: len(_code_lines(nbformat.read(c.notebook, as_version=4))) for c in NOTEBOOKS}
+    assert sum(counts.values()) <= MAX_BOOK_CODE_LINES, counts
