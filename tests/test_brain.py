@@ -263,3 +263,114 @@ def test_an_unsourced_interconnect_row_is_refused(tmp_path):
     bad.write_text("generation,year,gbit_s_4x,source,sourcing,unverified_because\nX,2001,10,src,memory,\n")
     with pytest.raises(ValueError, match="from memory"):
         b.load_interconnect(bad)
+
+
+# -- brain-13, brain-14: memory bandwidth against compute, fab costs -------------------------
+def test_gpu_generations_are_sourced_and_later_flagships_come_from_the_spec_table():
+    rows = b.load_gpu_generations()
+    assert [r.gpu for r in rows][:2] == ["Tesla C870", "Tesla C1060"] and all(r.source for r in rows)
+    assert all(r.bandwidth_gbs > 0 and r.gflops > 0 for r in rows)
+    later = b.later_flagships()
+    assert [r.gpu for r in later] == list(b.LATER_FLAGSHIPS)
+    assert later[0].bandwidth_gbs == 900 and later[0].gflops == pytest.approx(125_000)   # V100: fp16 tensor
+    assert later[0].year == pytest.approx(2017 + 4.5 / 12)
+
+
+def test_compare_growth_recovers_known_doubling_times():
+    years = [2000, 2002, 2004, 2006, 2008]
+    rows = [b.GpuGeneration(f"g{y}", y, 2 ** ((y - 2000) / 4), 2 ** ((y - 2000) / 2), "src", "published")
+            for y in years]
+    cmp = b.compare_growth(rows)
+    assert cmp.bandwidth_years == pytest.approx(4) and cmp.compute_years == pytest.approx(2)
+    assert cmp.ratio == pytest.approx(2) and cmp.ratio_range == pytest.approx((2, 2))
+    assert cmp.bandwidth_pct_per_year == pytest.approx(100 * (2 ** 0.25 - 1))
+    assert "3x" in cmp.wrong and b.doubling_time([0, 3], [1, 2]) == pytest.approx(3)
+    with pytest.raises(ValueError):
+        b.doubling_time([1, 1], [1, 2])
+
+
+def test_the_real_gpus_put_bandwidth_about_half_as_fast_as_compute():
+    cmp = b.compare_growth([r for r in b.load_gpu_generations() if r.year <= 2015])
+    assert 1.5 < cmp.ratio_range[0] <= cmp.ratio <= cmp.ratio_range[1] < b.MEMORY_WALL_RATIO
+
+
+def test_fab_costs_are_sourced_and_the_growth_fit_recovers_a_known_rate():
+    rows = b.load_fab_costs()
+    assert all(r.source for r in rows)
+    assert all(bool(r.unverified_because) == (r.sourcing == "memory") for r in rows)
+    fake = [b.FabCost(y, "f", 9.0 * 1.08 ** (y - 2015), "src", "published")
+            for y in (1985, 1995, 2005, 2010, 2015)]
+    g = b.fab_cost_growth(fake)
+    assert g.pct == pytest.approx(8) and g.pct_range == pytest.approx((8, 8))
+    assert g.level_busd == pytest.approx(9)
+    assert g.holds and g.measured == [8.0, 8.0, 8.0, round(9.0 / 1.08 ** 5, 1), 9.0]
+    real = b.fab_cost_growth([r for r in rows if r.year <= 2015])
+    assert not real.holds and real.pct_range[0] > 10.5
+    # the level is read off the fabs of 2010-2015, which hold $9bn, not off the trend
+    assert real.level_holds and real.recent_busd[0] <= 9 <= real.recent_busd[1]
+    assert "matches the fabs announced 2010-2015" in real.wrong
+
+
+def test_unsourced_gpu_and_fab_rows_are_refused(tmp_path):
+    gpu = tmp_path / "g.csv"
+    gpu.write_text("gpu,year,bandwidth_gbs,fp32_gflops,source,sourcing,unverified_because\n"
+                   "X,2010,1,1,,published,\n")
+    with pytest.raises(ValueError, match="no source"):
+        b.load_gpu_generations(gpu)
+    fab = tmp_path / "f.csv"
+    fab.write_text("year,fab,cost_busd,source,sourcing,unverified_because\n2010,X,1,src,memory,\n")
+    with pytest.raises(ValueError, match="from memory"):
+        b.load_fab_costs(fab)
+
+
+def test_part_four_figures_have_the_posts_axes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gpus = b.load_gpu_generations()
+    wall = b.compare_growth([g for g in gpus if g.year <= 2015])
+    fig = b.plot_memory_wall(gpus, b.later_flagships(), wall)
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[0].get_xlabel() == "year"
+    fabs = b.load_fab_costs()
+    fig = b.plot_fab_costs(fabs, b.fab_cost_growth([f for f in fabs if f.year <= 2015]))
+    assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 3
+    plt.close("all")
+
+
+# -- the notebook's tables and reports -------------------------------------------------------
+def test_tables_and_checks_the_notebook_shows():
+    target = b.POST["estimate"].value
+    assert list(b.post_table()["name"]) == list(b.POST)
+    table = b.readings_table(b.all_readings(), target)
+    ratio = table.loc["dense x 2 FLOPs x 200 Hz", "/ post's 1.075e21"]
+    assert ratio == pytest.approx(1e21 / target, rel=1e-3)
+    assert b.sensitivity_table(b.sensitivity()).iloc[0]["input"] == "firing_rate"
+    exact = b.exact_products(target, b.post_sizes(), max_factors=5)
+    report = b.reading_report("dense x 2 FLOPs x 200 Hz", 1e21, target, exact)
+    assert "86e9 neurons" in report.splitlines()[-1]
+    firing = b.firing_rate_check(lnp=1e21)
+    assert firing.holds and firing.with_post == pytest.approx(2e15)
+    cost = b.tianhe_cost(24e6)
+    assert cost.per_year[0] == pytest.approx(23.725) and "23.7 M" in cost.note
+    homes = b.homes_check(24e6, cost.per_year[0])
+    assert not homes.within and min(homes.german) > 60_000 and len(homes.table()) == len(b.HOME_CONSUMPTION)
+    paces = b.post_paces(0.58e15, target, {"a": 1.0, "b": 1.8, "c": 3.0})
+    assert paces.holds and paces.measured[2:] == [2052.8, 2078.0]
+
+
+def test_hpcg_history_and_hpl_against_hpcg():
+    hpcg, hpl = b.load_top1(benchmark="HPCG"), b.load_top1(benchmark="HPL")
+    hist = b.hpcg_history(hpcg, hpl, b.POST["estimate"].value, n_boot=100, seed=0, block=4)
+    assert hist.fit.doubling_years == pytest.approx(1.76, abs=0.01) and len(hist.published) == 18
+    assert len(hist.report(0.58e15, {"x": 1.8}).splitlines()) == 7 and len(hist.measured) == 6
+    hh = b.hpl_against_hpcg(hpcg, hpl, b.POST["estimate"].value, kurzweil=2e16)
+    assert hh.holds and hh.share == pytest.approx(100 * 0.58 / 33.86) and hh.worst_share <= 5
+    assert hh.first_over_kurzweil == {"HPCG": "not yet", "HPL": "2014-06"}
+
+
+def test_check_lnp_agrees_with_scipy():
+    torch.manual_seed(0)
+    lnp = b.check_lnp(n_waits=20_000, n_draws=5, seed=0)
+    assert lnp.conv_error < 1e-12 and lnp.holds and lnp.n_draws == 5 and len(lnp.measured) == 3
+    assert "chi-square p" in lnp.report()

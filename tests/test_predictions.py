@@ -153,7 +153,7 @@ def spec_files(tmp_path, old_rows, new_rows):
 def test_growth_and_efficiency_on_a_synthetic_table(tmp_path):
     old, new = spec_files(tmp_path, [
         "Old A,Turing,consumer,1,100,,1,1,1,250,1000,launch MSRP,2018-12,x,2018-12,spec",
-        "Old B,Ampere,datacenter,1,300,,1,1,1,300,,no public list price,,,2020-05,spec",
+        "Old B,Ampere,datacenter,1,300,,1,1,1,300,9000,approximate street price,2020-05,x,2020-05,spec",
     ], [
         "New C,Blackwell,consumer,1,150,,1,1,1,300,500,launch MSRP,2025-01,x,2025-01,spec,2025-01-30,memory",
         "RX New,RDNA 4,consumer,1,120,,1,1,1,200,300,launch MSRP,2025-03,x,2025-03,spec,2025-03-06,published",
@@ -189,6 +189,10 @@ def test_growth_and_efficiency_on_a_synthetic_table(tmp_path):
 
 def test_spec_rows_without_a_number_or_with_a_bad_sourcing_are_refused(tmp_path):
     old, new = spec_files(tmp_path, ["Old A,Turing,consumer,1,,,1,1,1,250,1000,launch MSRP,2018-12,x,2018-12,spec"], [])
+    with pytest.raises(ValueError, match="fp16_tensor_tflops is empty"):   # the shared table's own check
+        P.load_gpus(old, new)
+    old, new = spec_files(tmp_path, [], ["N,Ada,consumer,1,,,1,1,1,1,1,launch MSRP,2025-01,x,2025-01,s,2025-01-01,"
+                                         "published"])
     with pytest.raises(ValueError, match="no fp16_tensor_tflops"):
         P.load_gpus(old, new)
     old, new = spec_files(tmp_path, [], ["N,Ada,consumer,1,1,,1,1,1,1,1,launch MSRP,2025-01,x,2025-01,s,2025-01-01,guess"])
@@ -246,3 +250,45 @@ def test_evidence_rows_missing_a_source_are_refused(tmp_path):
     """))
     with pytest.raises(ValueError, match="URL or a dated publication"):
         P.load_evidence(path)
+
+
+# -- what the notebook shows ------------------------------------------------------------------------------
+def test_tables_and_summaries_of_the_evidence():
+    evidence = P.load_evidence()
+    crit = P.criteria_table()
+    assert len(crit) == sum(len(f.parts) for f in P.FORECASTS.values())
+    assert set(crit["id"]) == set(P.FORECASTS)
+    assert list(P.evidence_table(evidence)["id"]) == [r.claim for r in evidence]
+    memory = sum(r.sourcing == "memory" for r in evidence)
+    assert P.evidence_summary(evidence).endswith(f"{memory} from memory")
+    since = [g for g in P.load_gpus() if g.released > P.GPU_POST]
+    assert len(P.gpus_table(since)) == len(since)
+    assert "rows checked against published" in P.spec_summary(since)
+
+
+def test_scoreboard_judges_and_hands_the_ledger_its_arguments(capsys):
+    evidence = P.load_evidence()
+    board = P.Scoreboard(evidence, P.parse_date("2026-11-27"))
+    kw = board.judge("pred-8", fails_if="x")
+    assert kw["outcome"] == board.judgements["pred-8"].outcome and kw["judged"] == "2026-11-27"
+    assert kw["criterion"] == P.FORECASTS["pred-8"].criterion() and kw["sources"]
+    assert capsys.readouterr().out.startswith("pred-8 ")
+    assert kw["measured"] == board.judgements["pred-8"].summary()
+    assert all(r.sourcing == "memory" for r in evidence if r.event in board.memory_events("pred-1"))
+
+
+def test_growth_efficiency_and_reach_reports_on_the_real_tables():
+    gpus = P.load_gpus()
+    base, growth = P.growth_rows(gpus)
+    base_c, _ = P.growth_rows(gpus, where=P.is_consumer)
+    table = P.growth_table(gpus, base, base_c, range(2019, 2027))
+    assert table.loc[2019, "all GPUs (x Titan RTX)"] == 1.0 and table.index.name == "end of year"
+    stalled = P.stagnation(gpus, base, base_c, growth, 2026)
+    assert stalled.five_years_on > 2 and stalled.first_past.facts["ratio"] > 2 and "RTX 5090" in stalled.note
+    _, eff = P.efficiency_rows(gpus)
+    best = P.efficiency(eff)
+    assert best.per_dollar.facts["ratio"] >= best.per_dollar_nvidia.facts["ratio"] and len(best.measured) == 3
+    hpcg = P.load_hpcg()
+    _, reach = P.reach_year(hpcg, n_boot=100, seed=0)
+    assert len(P.reach_report(hpcg, reach).splitlines()) == 5
+    assert f"of the {len(hpcg)} HPCG rows" in P.reach_note(hpcg, reach)

@@ -10,14 +10,17 @@ Chapter `brain` reproduces "The Brain vs Deep Learning Part I: Computational Com
   "dropout", with an explicit reference implementation to test it against (`lnp_reference`);
 * the extrapolation: `year_reached` answers "in which year does a machine of X FLOPS, doubling every
   D years from year Y0, reach Z?"; `fit_doubling_time` fits the real doubling time of the HPCG #1
-  (data in `data_files/brain_hpcg_top1.csv`, each row with its source).
+  (data in `data_files/brain_hpcg_top1.csv`, each row with its source);
+* Part IV's three hardware trends, each fitted to a sourced table: InfiniBand's doubling time
+  (`load_interconnect`, brain-12), memory bandwidth against compute on NVIDIA's compute GPUs
+  (`load_gpu_generations`, `compare_growth`, brain-13) and the cost of a fab (`load_fab_costs`,
+  `fab_cost_growth`, brain-14);
+* the tables, reports and check inputs the notebook shows (`readings_table`, `check_lnp`, `hpcg_history`, ...).
 
 Nothing here is tuned to land on the post's 1.075e21: every constant is a number the post states.
 """
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 from dataclasses import dataclass, replace
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 from book.core.registry import DATA_FILES
+from book.core.tables import gpu_specs, read_table
 
 DATA_FILE = DATA_FILES / "brain_hpcg_top1.csv"
 SOURCINGS = ("published", "memory")
@@ -354,22 +358,29 @@ class ListEntry:
         return self.pflops * 1e15
 
 
+def _sourced_rows(path: Path, label: Callable[[dict[str, str]], str]) -> list[dict[str, str]]:
+    """The rows of a sourced data file (`read_table`), each checked for its provenance: a source, a
+    known sourcing (older files said "press" for "published") and, for a "memory" row in a file that
+    has the column, why it is unverified. `label` names a row in the error."""
+    rows = read_table(path)
+    for rec in rows:
+        rec["sourcing"] = {"press": "published"}.get(rec["sourcing"], rec["sourcing"])
+        if not rec["source"]:
+            raise ValueError(f"row {label(rec)} has no source")
+        if rec["sourcing"] not in SOURCINGS:
+            raise ValueError(f"row {label(rec)}: unknown sourcing {rec['sourcing']!r}")
+        if rec["sourcing"] == "memory" and "unverified_because" in rec and not rec["unverified_because"]:
+            raise ValueError(f"row {label(rec)} is from memory: say why it is unverified")
+        rec.setdefault("unverified_because", "")
+    return rows
+
+
 def load_top1(path: str | Path | None = None, benchmark: str | None = None) -> list[ListEntry]:
     """Rows of the #1 history file (comment lines start with '#'), optionally of one benchmark."""
-    text = Path(path or DATA_FILE).read_text(encoding="utf-8")
-    body = "\n".join(line for line in text.splitlines() if line and not line.startswith("#"))
     rows = []
-    for rec in csv.DictReader(io.StringIO(body)):
-        if not rec["source"].strip():
-            raise ValueError(f"row {rec['edition']} {rec['benchmark']} has no source")
-        sourcing = {"press": "published"}.get(rec["sourcing"], rec["sourcing"])  # older files said "press"
-        if sourcing not in SOURCINGS:
-            raise ValueError(f"row {rec['edition']} {rec['benchmark']}: unknown sourcing {rec['sourcing']!r}")
-        reason = (rec.get("unverified_because") or "").strip()
-        if sourcing == "memory" and "unverified_because" in rec and not reason:
-            raise ValueError(f"row {rec['edition']} {rec['benchmark']} is from memory: say why it is unverified")
+    for rec in _sourced_rows(Path(path or DATA_FILE), lambda r: f"{r['edition']} {r['benchmark']}"):
         entry = ListEntry(rec["edition"], rec["benchmark"], rec["system"], float(rec["pflops"]),
-                          rec["source"], sourcing, reason)
+                          rec["source"], rec["sourcing"], rec["unverified_because"])
         if entry.pflops <= 0:
             raise ValueError(f"row {entry.edition} {entry.benchmark}: non-positive Pflop/s")
         if benchmark is None or entry.benchmark == benchmark:
@@ -451,17 +462,11 @@ class LinkGeneration:
 
 
 def load_interconnect(path: str | Path | None = None) -> list[LinkGeneration]:
-    """The InfiniBand generations (4x link rate by year of introduction), each with its source."""
-    text = Path(path or INTERCONNECT_FILE).read_text(encoding="utf-8")
-    body = "\n".join(line for line in text.splitlines() if line and not line.startswith("#"))
-    rows = []
-    for rec in csv.DictReader(io.StringIO(body)):
-        if not rec["source"].strip() or rec["sourcing"] not in SOURCINGS:
-            raise ValueError(f"InfiniBand row {rec['generation']}: needs a source and a known sourcing")
-        if rec["sourcing"] == "memory" and not rec["unverified_because"].strip():
-            raise ValueError(f"InfiniBand row {rec['generation']} is from memory: say why it is unverified")
-        rows.append(LinkGeneration(rec["generation"], int(rec["year"]), float(rec["gbit_s_4x"]), rec["source"],
-                                   rec["sourcing"], rec["unverified_because"].strip()))
+    """The InfiniBand generations (4x link rate by year of introduction), each with its source (brain-12)."""
+    rows = [LinkGeneration(rec["generation"], int(rec["year"]), float(rec["gbit_s_4x"]), rec["source"],
+                           rec["sourcing"], rec["unverified_because"])
+            for rec in _sourced_rows(Path(path or INTERCONNECT_FILE),
+                                     lambda r: f"InfiniBand {r['generation']}")]
     return sorted(rows, key=lambda r: r.year)
 
 
@@ -501,6 +506,261 @@ def plot_interconnect(rows: Sequence[LinkGeneration], doubling_years: float, pos
     ax.set_ylabel("4x link rate (Gbit/s)")
     ax.legend(loc="upper left", fontsize=9)
     ax.set_title("Network interconnect bandwidth (the book's fit to sourced rows)")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# brain-13: memory bandwidth against compute; brain-14: the cost of a fab (Part IV of the post)
+# --------------------------------------------------------------------------------------------
+GPU_GENERATIONS_FILE = DATA_FILES / "gpu_bandwidth_compute.csv"
+FAB_COSTS_FILE = DATA_FILES / "fab_costs.csv"
+# the datacenter flagships after 2016, read from the book's GPU spec table (their compute: fp16 tensor)
+LATER_FLAGSHIPS = ("V100 SXM2", "A100 SXM4 40GB", "H100 SXM5")
+MEMORY_WALL_RATIO = 3.0   # brain-13: "almost static" = bandwidth doubles at least 3x slower than compute
+POST_FAB = {"cost_busd": 9.0, "year": 2015.0, "growth_pct": (7.0, 10.0)}   # brain-14, the post's numbers
+RECENT_YEARS = 5   # brain-14: "the tally is at $9bn" is judged on the fabs of the five years up to the post
+
+
+@dataclass(frozen=True)
+class GpuGeneration:
+    gpu: str
+    year: float
+    bandwidth_gbs: float
+    gflops: float          # peak compute as quoted (FP32 in the Tesla table, fp16 tensor in the spec table)
+    source: str
+    sourcing: str
+    unverified_because: str = ""
+
+
+def load_gpu_generations(path: str | Path | None = None) -> list[GpuGeneration]:
+    """NVIDIA's Tesla GPUs 2007-2016, one per generation: peak memory bandwidth and FP32 compute by
+    year, each row with its source (brain-13)."""
+    rows = [GpuGeneration(rec["gpu"], float(rec["year"]), float(rec["bandwidth_gbs"]),
+                          float(rec["fp32_gflops"]), rec["source"], rec["sourcing"],
+                          rec["unverified_because"])
+            for rec in _sourced_rows(Path(path or GPU_GENERATIONS_FILE), lambda r: r["gpu"])]
+    return sorted(rows, key=lambda r: r.year)
+
+
+def later_flagships(names: Sequence[str] = LATER_FLAGSHIPS,
+                    path: str | Path | None = None) -> list[GpuGeneration]:
+    """The datacenter flagships after the post (brain-13's context), from the GPU spec table
+    (`book.core.tables.gpu_specs`): bandwidth and fp16 tensor compute, dated by their spec's date."""
+    specs = {r["gpu"]: r for r in gpu_specs(path)}
+    rows = [GpuGeneration(n, edition_year(specs[n]["spec_date"]), float(specs[n]["memory_bandwidth_gbs"]),
+                          1000 * float(specs[n]["fp16_tensor_tflops"]), specs[n]["spec_source"], "published")
+            for n in names]
+    return sorted(rows, key=lambda r: r.year)
+
+
+def doubling_time(years: Sequence[float], values: Sequence[float]) -> float:
+    """Years per doubling of a least-squares fit of log2(values) on the year (2 points at least)."""
+    x, y = np.asarray(years, dtype=float), np.log2(np.asarray(values, dtype=float))
+    if len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError("need at least 2 distinct years")
+    return float(1.0 / np.polyfit(x, y, 1)[0])
+
+
+@dataclass(frozen=True)
+class GrowthComparison:
+    """brain-13: how much slower memory bandwidth doubles than compute, over the same devices."""
+
+    bandwidth_years: float                  # years per doubling of the bandwidth
+    bandwidth_range: tuple[float, float]    # leave-one-device-out range
+    compute_years: float
+    compute_range: tuple[float, float]
+    ratio: float                            # bandwidth_years / compute_years
+    ratio_range: tuple[float, float]        # leave-one-device-out range of the ratio
+    first_year: float
+    last_year: float
+
+    @property
+    def bandwidth_pct_per_year(self) -> float:
+        return 100 * (2 ** (1 / self.bandwidth_years) - 1)
+
+    def report(self) -> str:
+        (b_lo, b_hi), (c_lo, c_hi), (r_lo, r_hi) = self.bandwidth_range, self.compute_range, self.ratio_range
+        return (f"GPUs {self.first_year:.0f}-{self.last_year:.0f}: memory bandwidth doubles every "
+                f"{self.bandwidth_years:.2f} y (leave-one-out {b_lo:.2f}-{b_hi:.2f}; "
+                f"+{self.bandwidth_pct_per_year:.0f} %/yr), compute every {self.compute_years:.2f} y "
+                f"({c_lo:.2f}-{c_hi:.2f})\nbandwidth's doubling time / compute's: {self.ratio:.2f} "
+                f"({r_lo:.2f}-{r_hi:.2f}); 'almost static' needs {MEMORY_WALL_RATIO:g} or more")
+
+    @property
+    def wrong(self) -> str:
+        return (f"bandwidth doubled every {self.bandwidth_years:.1f} years "
+                f"(+{self.bandwidth_pct_per_year:.0f} %/yr), "
+                f"compute every {self.compute_years:.1f}: {self.ratio:.1f}x slower, not 'almost static' "
+                f"(the criterion: {MEMORY_WALL_RATIO:g}x), though the gap did widen")
+
+    @property
+    def note(self) -> str:
+        return (f"measured: bandwidth's doubling time / compute's over "
+                f"{self.first_year:.0f}-{self.last_year:.0f} "
+                f"(bandwidth {self.bandwidth_years:.2f} y, compute {self.compute_years:.2f} y)")
+
+
+def compare_growth(rows: Sequence[GpuGeneration]) -> GrowthComparison:
+    """Doubling times of bandwidth and compute over the same GPUs, and their ratio, each with the range
+    over leaving one GPU out of both fits (brain-13)."""
+    years = [r.year for r in rows]
+    bw, fl = [r.bandwidth_gbs for r in rows], [r.gflops for r in rows]
+    b_full, b_lo, b_hi = jackknife_doubling(years, bw)
+    c_full, c_lo, c_hi = jackknife_doubling(years, fl)
+    drop = lambda v, i: np.delete(np.asarray(v, dtype=float), i)  # noqa: E731
+    loo = [doubling_time(drop(years, i), drop(bw, i)) / doubling_time(drop(years, i), drop(fl, i))
+           for i in range(len(rows))]
+    return GrowthComparison(b_full, (b_lo, b_hi), c_full, (c_lo, c_hi), b_full / c_full,
+                            (float(min(loo)), float(max(loo))), min(years), max(years))
+
+
+@dataclass(frozen=True)
+class FabCost:
+    year: int
+    fab: str
+    cost_busd: float
+    source: str
+    sourcing: str
+    unverified_because: str = ""
+
+
+def load_fab_costs(path: str | Path | None = None) -> list[FabCost]:
+    """Announced costs of new leading-edge fabs (US$ bn, nominal) by year, each with its source (brain-14)."""
+    rows = [FabCost(int(rec["year"]), rec["fab"], float(rec["cost_busd"]), rec["source"], rec["sourcing"],
+                    rec["unverified_because"])
+            for rec in _sourced_rows(Path(path or FAB_COSTS_FILE), lambda r: f"{r['year']} {r['fab']}")]
+    if any(r.cost_busd <= 0 for r in rows):
+        raise ValueError("a fab cost must be positive")
+    return sorted(rows, key=lambda r: r.year)
+
+
+@dataclass(frozen=True)
+class AnnualGrowth:
+    """brain-14: a log-linear fit of cost on year, as % per year, with its leave-one-out range."""
+
+    pct: float
+    pct_range: tuple[float, float]
+    level_busd: float     # the fitted cost at `at_year`
+    at_year: float
+    n_rows: int
+    first_year: float = math.nan
+    last_year: float = math.nan
+    # the announced costs of the fabs of the RECENT_YEARS up to `at_year`: the level the post's "tally"
+    # speaks of is read off the data, not off the trend (which an early row can pull)
+    recent_busd: tuple[float, float] = (math.nan, math.nan)
+
+    @property
+    def level_holds(self) -> bool:
+        lo, hi = self.recent_busd
+        return lo <= POST_FAB["cost_busd"] <= hi
+
+    @property
+    def holds(self) -> bool:
+        """brain-14's criterion: growth (every leave-one-out fit) in [6.5, 10.5] %/yr, and the post's $9bn
+        within the announced costs of the fabs of the RECENT_YEARS up to 2015."""
+        lo, hi = self.pct_range
+        return 6.5 <= lo and hi <= 10.5 and self.level_holds
+
+    @property
+    def measured(self) -> list[float]:
+        return [round(self.pct, 1), round(self.pct_range[0], 1), round(self.pct_range[1], 1),
+                round(self.recent_busd[0], 1), round(self.recent_busd[1], 1)]
+
+    def report(self) -> str:
+        lo, hi = self.pct_range
+        return (f"{self.n_rows} fabs {self.first_year:.0f}-{self.last_year:.0f}: costs grow "
+                f"{self.pct:.1f} %/yr "
+                f"(leave-one-out {lo:.1f}-{hi:.1f}), doubling every "
+                f"{math.log(2) / math.log1p(self.pct / 100):.1f} "
+                f"years; fabs announced {self.at_year - RECENT_YEARS:.0f}-{self.at_year:.0f}: "
+                f"${self.recent_busd[0]:.1f}-{self.recent_busd[1]:.1f}bn (the fit's {self.at_year:.0f} fab: "
+                f"${self.level_busd:.1f}bn; post: ${POST_FAB['cost_busd']:g}bn at 7-10 %/yr)")
+
+    @property
+    def wrong(self) -> str:
+        level = (f"its $9bn matches the fabs announced {self.at_year - RECENT_YEARS:.0f}-{self.at_year:.0f} "
+                 f"(${self.recent_busd[0]:.0f}-{self.recent_busd[1]:.0f}bn)" if self.level_holds else
+                 f"its $9bn lies outside the fabs announced {self.at_year - RECENT_YEARS:.0f}-"
+                 f"{self.at_year:.0f} (${self.recent_busd[0]:.0f}-{self.recent_busd[1]:.0f}bn)")
+        return (f"fab costs grew {self.pct:.0f} %/yr ({self.pct_range[0]:.0f}-{self.pct_range[1]:.0f}), "
+                f"about twice the post's 7-10 %; {level}")
+
+    @property
+    def note(self) -> str:
+        return ("measured: [%/yr, leave-one-out low, high, fitted $bn in "
+                f"{self.at_year:.0f}] over {self.n_rows} announced fab costs "
+                f"{self.first_year:.0f}-{self.last_year:.0f}")
+
+
+def fab_cost_growth(rows: Sequence[FabCost], at_year: float = POST_FAB["year"]) -> AnnualGrowth:
+    """Annual growth of fab costs (jackknife range over the rows) and the fitted cost at `at_year`."""
+    years, costs = [r.year for r in rows], [r.cost_busd for r in rows]
+    full, lo, hi = jackknife_doubling(years, costs)
+    pct = lambda d: 100 * (2 ** (1 / d) - 1)  # noqa: E731  (doubling time -> % per year)
+    slope, intercept = np.polyfit(years, np.log2(costs), 1)
+    recent = [r.cost_busd for r in rows if at_year - RECENT_YEARS <= r.year <= at_year]
+    return AnnualGrowth(pct(full), (pct(hi), pct(lo)), float(2 ** (intercept + slope * at_year)), at_year,
+                        len(rows), min(years), max(years),
+                        (min(recent), max(recent)) if recent else (math.nan, math.nan))
+
+
+def plot_memory_wall(rows: Sequence[GpuGeneration], later: Sequence[GpuGeneration], cmp: GrowthComparison,
+                     post_year: float = 2015.5):
+    """Peak bandwidth (GB/s) and peak compute (GFLOP/s) of the GPU generations by year, log scale, with
+    the fitted trends over the generations up to the post; the flagships after it as context."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for attr, colour, label in (("gflops", "#c44e52", "peak compute (GFLOP/s)"),
+                                ("bandwidth_gbs", "#4c72b0", "peak memory bandwidth (GB/s)")):
+        ax.scatter([r.year for r in rows], [getattr(r, attr) for r in rows], color=colour, zorder=3,
+                   label=f"Tesla GPUs: {label}")
+        ax.scatter([r.year for r in later], [getattr(r, attr) for r in later], color=colour, marker="^",
+                   facecolors="none", zorder=3, label=f"later flagships (fp16 tensor): {label.split(' (')[0]}"
+                   if attr == "gflops" else None)
+    seen = [r for r in rows if r.year <= post_year]
+    span = np.linspace(cmp.first_year, cmp.last_year, 50)
+    for attr, d, colour in (("gflops", cmp.compute_years, "#c44e52"), ("bandwidth_gbs", cmp.bandwidth_years,
+                                                                       "#4c72b0")):
+        vals = np.array([getattr(r, attr) for r in seen])
+        centre = 2 ** np.mean(np.log2(vals))
+        mid = np.mean([r.year for r in seen])
+        ax.plot(span, centre * 2 ** ((span - mid) / d), color=colour, lw=1,
+                label=f"fit to {cmp.first_year:.0f}-{cmp.last_year:.0f}: doubling every {d:.1f} years")
+    ax.axvline(post_year, color="0.5", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("year")
+    ax.set_ylabel("GB/s or GFLOP/s (log scale)")
+    ax.set_title("Compute against memory bandwidth on NVIDIA's compute GPUs")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fab_costs(rows: Sequence[FabCost], growth: AnnualGrowth, judged_until: float = POST_FAB["year"]):
+    """Announced fab costs by year (log scale), the fit to the rows up to the post and the post's
+    7-10 %/yr from its $9bn in 2015."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for sourcing, marker in (("published", "o"), ("memory", "s")):
+        pick = [r for r in rows if r.sourcing == sourcing]
+        ax.scatter([r.year for r in pick], [r.cost_busd for r in pick], marker=marker, zorder=3,
+                   color="#4c72b0", label=f"announced cost of a new fab ({sourcing} row)")
+    span = np.linspace(min(r.year for r in rows), judged_until, 50)
+    ax.plot(span, growth.level_busd * (1 + growth.pct / 100) ** (span - growth.at_year), color="#4c72b0",
+            label=f"fit up to {judged_until:.0f}: {growth.pct:.1f} %/yr")
+    back = np.linspace(1970, POST_FAB["year"], 50)
+    for g, ls in zip(POST_FAB["growth_pct"], ("--", ":")):
+        ax.plot(back, POST_FAB["cost_busd"] * (1 + g / 100) ** (back - POST_FAB["year"]), color="#c44e52",
+                ls=ls,
+                label=f"the post: ${POST_FAB['cost_busd']:g}bn in 2015 at {g:g} %/yr")
+    ax.set_yscale("log")
+    ax.set_xlabel("year announced")
+    ax.set_ylabel("US$ billion (nominal, log scale)")
+    ax.set_title("The cost of a semiconductor fab")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -625,6 +885,478 @@ def lnp_reference(x: np.ndarray, dendrite_w: np.ndarray, soma_w: np.ndarray) -> 
     Ts = soma_w.shape[0]
     soma = np.stack([dend[:, s:s + Ts] @ soma_w for s in range(dend.shape[1] - Ts + 1)], axis=1)
     return np.maximum(soma, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# The chapter's measurements as the notebook calls them: tables, reports and the inputs of each check
+# --------------------------------------------------------------------------------------------
+
+
+def show_table(df, colwidth: int | None = None, floats: str | None = None,
+               max_rows: int | None = None) -> None:
+    """Display a DataFrame with pandas' column width, float format and row limit set for this table."""
+    import pandas as pd
+    from IPython.display import display
+
+    options = [("display.max_colwidth", colwidth), ("display.max_rows", max_rows),
+               ("display.float_format", floats.format if floats else None)]
+    with pd.option_context(*itertools.chain.from_iterable(o for o in options if o[1] is not None)):
+        display(df)
+
+
+def post_table():
+    """Every number of the estimate with the sentence it comes from (brain-4's inputs)."""
+    import pandas as pd
+
+    return pd.DataFrame([(k, v.value, v.unit, v.quote) for k, v in POST.items()],
+                        columns=["name", "value", "unit", "the post says"])
+
+
+def readings_table(readings: dict[str, float], target: float):
+    """brain-4: each reading's FLOPS, its ratio to the post's number and what it counts."""
+    import pandas as pd
+
+    return pd.DataFrame({"FLOPS": readings, "/ post's 1.075e21": {k: v / target for k, v in readings.items()},
+                         "reading": {k: r.description for k, r in READINGS.items()}})
+
+
+def reading_report(best_name: str, best: float, target: float, exact: Sequence[tuple[str, ...]]) -> str:
+    """brain-4: the closest reading, its split by cell type, and the exact products of the post's numbers."""
+    parts = lnp_flops(reading=best_name, by_type=True)
+    lines = [f"closest reading: {best_name}: {best:.4g} FLOPS = {best / target:.3f} x the post's number",
+             "of which " + ", ".join(f"{k} cells {v:.3g} ({v / best:.2%})" for k, v in parts.items()),
+             "products of at most 5 of the post's numbers that equal 1.075e21 (within 0.1 %):"]
+    return "\n".join(lines + ["    " + " x ".join(combo) for combo in exact])
+
+
+def reading_note(exact: Sequence[tuple[str, ...]], best_name: str, best: float, target: float) -> str:
+    """brain-4's note: the exact product and the closest reading of the text's cell types."""
+    return (f"measured: [the exact product ({' x '.join(exact[0]) if exact else 'none'}), the closest "
+            f"reading "
+            f"of the text's cell types ({best_name}: {best / target - 1:+.1%})]")
+
+
+def sensitivity_table(swings: Sequence[Swing]):
+    """The tornado's numbers: each input's range, the estimate at both ends and their ratio."""
+    import pandas as pd
+
+    return pd.DataFrame([(s.name, s.low, s.high, s.flops_low, s.flops_high, s.flops_high / s.flops_low,
+                          s.quote) for s in swings],
+                        columns=["input", "low", "high", "FLOPS at low", "FLOPS at high", "ratio", "post"])
+
+
+KURZWEIL_NOTE = ("measured: [Kurzweil's inputs, the post's synapses, upper variant]; sources: Kurzweil, "
+                 "The Age of "
+                 "Spiritual Machines (1999): 1e14 connections x 200/s = 2e16; The Singularity Is Near "
+                 "(2005), "
+                 "ch. 3: functional estimates 1e14-1e16 cps")
+
+
+@dataclass(frozen=True)
+class FiringRateCheck:
+    """brain-3: the firing-rate model with Kurzweil's inputs, the post's and an upper variant."""
+
+    kurzweil: dict[str, float]
+    with_kurzweil: float
+    with_post: float
+    upper: float
+    lnp: float
+
+    @property
+    def holds(self) -> bool:
+        k = self.kurzweil
+        return math.isclose(self.with_kurzweil, k["estimate"], rel_tol=1e-9) and \
+            k["range_low"] <= self.with_post <= k["range_high"]
+
+    def report(self) -> str:
+        k = self.kurzweil
+        return "\n".join([
+            f"firing-rate model with Kurzweil's inputs: {self.with_kurzweil:.3g} (his published figure: "
+            f"{k['estimate']:.3g})",
+            f"with the post's numbers: {self.with_post:.3g} FLOPS (upper variant {self.upper:.3g}); "
+            f"Kurzweil's range {k['range_low']:.0e}-{k['range_high']:.0e}",
+            f"LNP estimate / firing-rate model = {self.lnp / self.with_post:.3g} "
+            f"({self.lnp / self.upper:.3g} "
+            "for the upper variant)"])
+
+
+def firing_rate_check(lnp: float) -> FiringRateCheck:
+    """brain-3: Kurzweil's inputs must give his 2e16; the post's 10 trillion synapses (and, as an upper
+    variant, 86 billion neurons x 25 000 synapses) at 200 Hz against his range."""
+    k = {name: v for name, (v, _) in KURZWEIL.items()}
+    return FiringRateCheck(k, firing_rate_flops(synapses=k["connections"], rate_hz=k["rate_hz"]),
+                           firing_rate_flops(synapses=POST["synapses"].value, rate_hz=200),
+                           firing_rate_flops(synapses=86e9 * 25_000, rate_hz=200), lnp)
+
+
+@dataclass(frozen=True)
+class LNPCheck:
+    """brain-8: the torch LNP neuron against scipy, and its Poisson gate against scipy's Poisson(0.5)."""
+
+    x: torch.Tensor
+    rate: torch.Tensor
+    spikes: torch.Tensor
+    waits: np.ndarray
+    conv_error: float
+    chi2_p: float
+    kept_share: float
+    kept_se: float
+    p_fire: float
+    n_draws: int
+    lam: float = 0.5
+
+    @property
+    def holds(self) -> bool:
+        return (self.conv_error < 1e-9 and self.chi2_p > 0.001
+                and abs(self.kept_share - self.p_fire) < 4 * self.kept_se)
+
+    @property
+    def measured(self) -> list[float]:
+        return [round(self.conv_error, 12) + 0.0, round(self.chi2_p, 3), round(self.kept_share, 4)]
+
+    def report(self) -> str:
+        import scipy.stats
+
+        return "\n".join([
+            "conv+ReLU module vs scipy.signal.correlate cascade: max |difference| "
+            + ("< 1e-12" if self.conv_error < 1e-12 else f"= {self.conv_error:.1e}"),
+            f"Poisson(0.5) waiting times over {len(self.waits):,} draws: chi-square p = {self.chi2_p:.3f}; "
+            f"P(W=0) sampled {np.mean(self.waits == 0):.4f}, scipy {self.p_fire:.4f}",
+            f"gate over {self.n_draws} draws: kept {self.kept_share:.4f} ± {self.kept_se:.4f} of "
+            f"positive rates "
+            f"(dropout-like, no rescaling; scipy P(W=0) = {self.p_fire:.4f})",
+            "scipy's Poisson(0.5): P(fire at once), P(after one cycle), P(after two) = "
+            + ", ".join(f"{p:.2f}" for p in scipy.stats.poisson.pmf([0, 1, 2], 0.5))])
+
+    def plot(self):
+        """The neuron's input, rate and gated output over time, and the waiting times (`plot_lnp`)."""
+        return plot_lnp(self.x[0, 0].sum(dim=(0, 1)).cpu().numpy(), self.rate[0].detach().cpu().numpy(),
+                        self.spikes[0].detach().cpu().numpy(), self.waits[:20_000], self.lam)
+
+
+def check_lnp(n_waits: int, n_draws: int, seed: int, device: torch.device | str = "cpu") -> LNPCheck:
+    """brain-8: a granule-cell LNP neuron (3x4x5 filter) on random input, its rate against a cascade of
+    `scipy.signal.correlate` + ReLU (an independent oracle), `n_waits` Poisson(0.5) waiting times against
+    scipy's pmf (chi-square, the tail pooled to >= 5 expected), and the gate over `n_draws` draws against
+    scipy's P(W=0). The neuron's weights and input come from torch's global generator (seeded by the run)."""
+    import scipy.signal
+    import scipy.stats
+
+    neuron = LNPNeuron(branches=3, dendrites=4, time_steps=5, wait_rate=0.5).double().to(device)
+    x = torch.randn(64, 1, 3, 4, 40, dtype=torch.float64, device=device)
+    rate = neuron.rate(x)
+    # deep learning's "convolution" is a cross-correlation: scipy's correlate, then ReLU, twice
+    w_dend = neuron.dendrite.weight[0, 0].detach().cpu().numpy()
+    w_soma = neuron.soma.weight[0, 0].detach().cpu().numpy()
+    by_scipy = np.stack([np.maximum(scipy.signal.correlate(
+        np.maximum(scipy.signal.correlate(xi, w_dend, "valid")[0, 0], 0), w_soma, "valid"), 0)
+        for xi in x[:, 0].cpu().numpy()])
+    conv_error = float(np.abs(rate.detach().cpu().numpy() - by_scipy).max())
+    gen = torch.Generator(device=device).manual_seed(seed)
+    waits = poisson_waiting_times((n_waits,), 0.5, generator=gen, device=device).cpu().numpy().astype(int)
+    k = np.arange(waits.max() + 1)
+    observed = np.bincount(waits, minlength=len(k))
+    expected = scipy.stats.poisson.pmf(k, 0.5) * len(waits)
+    tail = expected < 5  # chi-square needs >= 5 expected per cell: pool the tail
+    chi2_p = float(scipy.stats.chisquare(np.r_[observed[~tail], observed[tail].sum()],
+                                         np.r_[expected[~tail], len(waits) - expected[~tail].sum()]).pvalue)
+    # the gate as dropout: over many draws, the share of positive rates let through
+    draws = torch.stack([neuron(x, generator=gen) for _ in range(n_draws)])
+    alive = rate > 0
+    kept_share = float(((draws > 0) & alive).sum() / (alive.sum() * draws.shape[0]))
+    kept_se = math.sqrt(kept_share * (1 - kept_share) / float(alive.sum() * draws.shape[0]))
+    return LNPCheck(x, rate, draws[0], waits, conv_error, chi2_p, kept_share, kept_se,
+                    float(scipy.stats.poisson.pmf(0, 0.5)), int(draws.shape[0]))
+
+
+@dataclass(frozen=True)
+class TianheCost:
+    """brain-7: the electricity price a day's cost implies, and the year's cost at both daily ends."""
+
+    power_w: float
+    prices: tuple[float, float]
+    per_year: tuple[float, float]      # $ M per year at $65k and $100k a day
+
+    def report(self) -> str:
+        p, y = self.prices, self.per_year
+        return (f"24 MW for a day = {self.power_w / 1e3 * 24:,.0f} kWh; $65k-$100k a day means "
+                f"${p[0]:.3f}-${p[1]:.3f} per kWh\na year at $65k / $100k a day: ${y[0]:.1f} M / "
+                f"${y[1]:.1f} M")
+
+    @property
+    def note(self) -> str:
+        p, y = self.prices, self.per_year
+        return (f"24 MW as the post says (Tianhe-2's peak draw with cooling, itnews.com.au, Nov 2014); "
+                f"$65k-$100k/day implies ${p[0]:.3f}-${p[1]:.3f}/kWh; $23 M/yr is the low end "
+                f"(365 x $65k = ${y[0]:.1f} M; $100k/day would be ${y[1]:.1f} M)")
+
+
+def tianhe_cost(power_w: float, per_day: tuple[float, float] = (65e3, 100e3)) -> TianheCost:
+    """brain-7: $65k-$100k a day at `power_w`, as a price per kWh and as $ M per year."""
+    return TianheCost(power_w, tuple(implied_price_per_kwh(power_w, c) for c in per_day),
+                      tuple(365 * c / 1e6 for c in per_day))
+
+
+@dataclass(frozen=True)
+class HomesCheck:
+    """brain-10: how many German and US homes 24 MW supplies, against the post's 6000 and 2000."""
+
+    power_w: float
+    per_year: float
+    german: list[float]
+    american: list[float]
+    post_homes: tuple[int, int] = (6000, 2000)
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame([(name, kwh, homes_powered(self.power_w, kwh), source)
+                             for name, (kwh, source) in HOME_CONSUMPTION.items()],
+                            columns=["homes", "kWh per home and year", "homes 24 MW supplies", "source"])
+
+    @property
+    def within(self) -> bool:
+        de, us = self.post_homes
+        return (abs(self.per_year / 23 - 1) <= 0.15 and all(0.67 <= de / h <= 1.5 for h in self.german)
+                and any(0.67 <= us / h <= 1.5 for h in self.american))
+
+    @property
+    def measured(self) -> list[float]:
+        return [round(self.per_year, 1), round(min(self.german)), round(max(self.german)),
+                round(min(self.american)), round(max(self.american))]
+
+    def report(self) -> str:
+        g, a, mw = self.german, self.american, self.power_w / 1e6
+        return (f"24 MW supplies {min(g):,.0f}-{max(g):,.0f} German homes (post: 6000) and "
+                f"{min(a):,.0f}-{max(a):,.0f} US homes (post: 2000); the post's homes match "
+                f"{mw * 6000 / min(g):.1f}-{mw * 2000 / min(a):.1f} MW")
+
+    @property
+    def why(self) -> str:
+        g, a, mw = self.german, self.american, self.power_w / 1e6
+        return (f"the cost checks out, but 24 MW supplies about {min(g) / 1000:.0f}-{max(g) / 1000:.0f} "
+                f"thousand German and {min(a) / 1000:.0f}-{max(a) / 1000:.0f} thousand US homes: "
+                f"the post's 6000 and 2000 are about {min(g) / 6000:.0f}x too few (they fit a "
+                f"{mw * 6000 / min(g):.1f} MW draw)")
+
+    @staticmethod
+    def note(prices: Sequence[float]) -> str:
+        return ("measured: [$ M per year at $65k/day, German homes low-high, US homes low-high]; the "
+                "daily cost "
+                "is the post's (no sourced 2015 Guangzhou tariff was found offline): it implies "
+                f"{100 * prices[0]:.1f}-{100 * prices[1]:.1f} cents per kWh")
+
+
+def homes_check(power_w: float, per_year: float) -> HomesCheck:
+    """brain-10: homes supplied by `power_w`, from every sourced per-home consumption (`HOME_CONSUMPTION`)."""
+    pick = lambda prefix: [homes_powered(power_w, kwh) for name, (kwh, _) in HOME_CONSUMPTION.items()  # noqa
+                           if name.startswith(prefix)]
+    return HomesCheck(power_w, per_year, pick("Germany"), pick("US"))
+
+
+@dataclass(frozen=True)
+class PostPaces:
+    """brain-6: the year 21 doublings land at each of the post's paces."""
+
+    paces: dict[str, float]
+    years: list[float]
+    from_post_date: float
+    moore_18_months: float
+
+    @property
+    def holds(self) -> bool:
+        by_2037 = self.years[0] < 2038 and self.from_post_date < 2038
+        return by_2037 and abs(self.years[1] - 2053) <= 0.5 and abs(self.years[2] - 2078) <= 0.5
+
+    @property
+    def measured(self) -> list[float]:
+        y = self.years
+        return [round(y[0], 1), round(self.from_post_date, 1), round(y[1], 1), round(y[2], 1)]
+
+    def report(self) -> str:
+        lines = [f"{name:>22}: {d:.1f} y/doubling -> {y:.1f}"
+                 for (name, d), y in zip(self.paces.items(), self.years)]
+        return "\n".join(lines + [f"doubling time that gives 2037: {(2037 - 2015) / 21:.3f} y; 18-month "
+                                  f"Moore's "
+                                  f"law: {self.moore_18_months:.1f}"])
+
+
+def post_paces(start: float, target: float, paces: dict[str, float]) -> PostPaces:
+    """brain-6: whole doublings from `start` FLOPS in 2015 to `target` at each pace; the one-year pace also
+    from the post's date (July 2015); and the 18-month Moore's law for contrast."""
+    years = [year_reached(start, d, 2015, target, whole_doublings=True) for d in paces.values()]
+    return PostPaces(paces, years, year_reached(start, 1.0, 2015.55, target, whole_doublings=True),
+                     year_reached(start, 1.5, 2015, target, whole_doublings=True))
+
+
+def top1_table(hpcg: Sequence[ListEntry], hpl: Sequence[ListEntry]):
+    """The #1 of every HPCG and TOP500 list side by side, with the HPCG row's sourcing (brain-9, brain-11)."""
+    import pandas as pd
+
+    return pd.DataFrame([(e.edition, e.system, e.pflops, h.system, h.pflops, e.sourcing)
+                         for e, h in zip(hpcg, hpl)],
+                        columns=["list", "HPCG #1", "HPCG Pflop/s", "HPL #1", "HPL Pflop/s", "HPCG sourcing"])
+
+
+def _fit(rows: Sequence[ListEntry], **kw) -> DoublingFit:
+    return fit_doubling_time([e.year for e in rows], [e.flops for e in rows], **kw)
+
+
+@dataclass(frozen=True)
+class HPCGHistory:
+    """brain-9: the doubling time of the HPCG #1 since 2014, on every list and on the published rows."""
+
+    hpcg: list[ListEntry]
+    hpl: list[ListEntry]
+    target: float
+    fit: DoublingFit
+    fit_published: DoublingFit
+    iid: DoublingFit
+    recent: DoublingFit
+    hpl_fit: DoublingFit
+    published: list[ListEntry]
+
+    @property
+    def last(self) -> ListEntry:
+        return self.hpcg[-1]
+
+    @property
+    def reach(self) -> dict[str, float]:
+        """The year the brain's FLOPS are reached from the latest point, at the fit and its ends."""
+        paces = (("fit", self.fit.doubling_years), ("fast end", self.fit.ci_doubling_years[0]),
+                 ("slow end", self.fit.ci_doubling_years[1]))
+        return {name: year_reached(self.last.flops, d, self.last.year, self.target) for name, d in paces}
+
+    @property
+    def published_too_wide(self) -> bool:
+        lo, hi = self.fit_published.ci_doubling_years
+        return hi / lo > 4  # an interval spanning over 4x cannot test the post's pace
+
+    @property
+    def holds(self) -> bool:
+        (lo, hi), (lo_p, hi_p) = self.fit.ci_doubling_years, self.fit_published.ci_doubling_years
+        return lo <= 1.8 <= hi and (self.published_too_wide or lo_p <= 1.8 <= hi_p)
+
+    @property
+    def measured(self) -> list[float]:
+        f, p = self.fit, self.fit_published
+        return [f.doubling_years, *f.ci_doubling_years, p.doubling_years, *p.ci_doubling_years]
+
+    @property
+    def note(self) -> str:
+        r = self.reach
+        wide = (" (the published-rows interval spans over 4x: context, not decisive)"
+                if self.published_too_wide else "")
+        return (f"measured: [fit, interval, fit on published rows, interval]{wide}"
+                f"; from El Capitan's 17.41 PF (2025-11) the brain's 1.075e21 is reached in {r['fit']:.0f} "
+                f"({r['fast end']:.0f}-{r['slow end']:.0f}); since 2020 only: "
+                f"{self.recent.doubling_years:.0f} y per doubling")
+
+    def report(self, start: float, paces: dict[str, float]) -> str:
+        f, p, last, r = self.fit, self.fit_published, self.last, self.reach
+        on_post_lines = {name: start * 2 ** ((last.year - 2015) / d) for name, d in paces.items()}
+        return "\n".join([
+            f"HPCG #1, 2014-2025: {f.doubling_years:.2f} y per doubling "
+            f"(90 % block bootstrap {f.ci_doubling_years[0]:.2f}-{f.ci_doubling_years[1]:.2f})",
+            f"published rows only ({len(self.published)} lists from {self.published[0].edition}): "
+            f"{p.doubling_years:.2f} y (90 % interval "
+            f"{p.ci_doubling_years[0]:.2f}-{p.ci_doubling_years[1]:.1f})",
+            f"(resampling single lists as if independent would give {self.iid.ci_doubling_years[0]:.2f}-"
+            f"{self.iid.ci_doubling_years[1]:.2f}: too narrow, as neighbouring lists repeat the same "
+            f"machine)",
+            f"reaches {self.target:.4g} FLOPS from {last.system} ({last.pflops} PF, {last.edition}) in "
+            f"{r['fit']:.0f} (interval {r['fast end']:.0f}-{r['slow end']:.0f}); the fit line itself "
+            f"crosses it "
+            f"in {f.year_reaching(self.target):.0f}",
+            f"HPCG #1 since June 2020 only: {self.recent.doubling_years:.1f} y per doubling",
+            f"HPL #1 (TOP500), 2014-2025: {self.hpl_fit.doubling_years:.2f} y per doubling, HPL/HPCG at "
+            f"the last "
+            f"list {self.hpl[-1].pflops / last.pflops:.0f}x",
+            f"{last.edition}: real HPCG #1 {last.pflops} PF; the post's lines from 2015 are at "
+            + ", ".join(f"{v / 1e15:.1f} PF ({k})" for k, v in on_post_lines.items())])
+
+
+def hpcg_history(hpcg: Sequence[ListEntry], hpl: Sequence[ListEntry], target: float, n_boot: int, seed: int,
+                 block: int) -> HPCGHistory:
+    """brain-9: block-bootstrap fits of the HPCG #1 (all lists; published rows only; single-list resampling
+    for contrast; the lists since June 2020), and of the HPL #1."""
+    published = [e for e in hpcg if e.sourcing == "published"]
+    return HPCGHistory(list(hpcg), list(hpl), target,
+                       _fit(hpcg, n_boot=n_boot, seed=seed, block=block),
+                       _fit(published, n_boot=n_boot, seed=seed, block=block),
+                       _fit(hpcg, n_boot=n_boot, seed=seed, block=1),
+                       _fit(hpcg[12:], n_boot=200, seed=seed),
+                       _fit(hpl, n_boot=n_boot, seed=seed, block=block), published)
+
+
+@dataclass(frozen=True)
+class HPLAgainstHPCG:
+    """brain-11: how far HPL overstates HPCG, and the HPCG #1 of 2020 against the brain and Kurzweil."""
+
+    share: float                       # Tianhe-2's HPCG / HPL, %
+    tianhe_hpcg: ListEntry
+    tianhe_hpl: ListEntry
+    last_share: float                  # the latest list's HPCG #1 / HPL #1, %
+    best_2020: ListEntry
+    first_over_kurzweil: dict[str, str]
+    published_pairs: list[tuple[ListEntry, ListEntry]]
+    target: float
+    kurzweil: float
+
+    @property
+    def worst_share(self) -> float:
+        return max(100 * e.pflops / h.pflops for e, h in self.published_pairs)
+
+    @property
+    def holds(self) -> bool:
+        best = self.best_2020.flops
+        return self.worst_share <= 5 and best < self.target and best < self.kurzweil
+
+    @property
+    def measured(self) -> list[float]:
+        return [round(self.share, 3), round(self.worst_share, 3), self.best_2020.flops,
+                round(self.best_2020.flops / self.kurzweil, 2)]
+
+    @property
+    def criterion(self) -> str:
+        return (f"on every one of the {len(self.published_pairs)} published HPCG/HPL pairs of the same "
+                f"system and "
+                "list, HPCG is at most 5 % of HPL (HPL overstates practical performance 20x or more); "
+                "the best "
+                "HPCG #1 of 2020 below the post's 1.075e21 and below Kurzweil's own 2e16")
+
+    @property
+    def note(self) -> str:
+        return ("measured: [Tianhe-2 HPCG/HPL % (its HPCG row is the post's own 0.58: shown, not "
+                "decisive), the "
+                "highest HPCG/HPL % of a published pair, best HPCG #1 of 2020, its share of Kurzweil's "
+                "2e16]; on "
+                f"HPL Kurzweil's 2e16 was passed in {self.first_over_kurzweil['HPL']}")
+
+    def report(self) -> str:
+        t, h, b = self.tianhe_hpcg, self.tianhe_hpl, self.best_2020
+        return "\n".join([
+            f"Tianhe-2 ({t.edition}): HPCG {t.pflops} PF / HPL {h.pflops} PF = {self.share:.2f} %; "
+            f"El Capitan (2025-11): {self.last_share:.2f} %",
+            f"best HPCG #1 of 2020: {b.system} {b.pflops} PF = {b.flops / self.target:.1e} of the "
+            f"post's brain, {b.flops / self.kurzweil:.2f} of Kurzweil's 2e16",
+            f"first list at Kurzweil's 2e16: HPCG {self.first_over_kurzweil['HPCG']}, HPL (from 2014) "
+            f"{self.first_over_kurzweil['HPL']}"])
+
+
+def hpl_against_hpcg(hpcg: Sequence[ListEntry], hpl: Sequence[ListEntry], target: float,
+                     kurzweil: float) -> HPLAgainstHPCG:
+    """brain-11: Tianhe-2's HPCG/HPL (its HPCG row is the post's own 0.58, a memory row: shown, not the
+    test); the test uses every published HPCG #1 whose system has a published HPL row of the same list."""
+    t_hpcg = next(e for e in hpcg if e.system == "Tianhe-2")
+    t_hpl = next(e for e in hpl if e.system == "Tianhe-2" and e.edition == t_hpcg.edition)
+    pairs = [(e, h) for e in hpcg for h in hpl
+             if e.system == h.system and e.edition == h.edition and "memory" not in (e.sourcing, h.sourcing)]
+    first = {name: next((e.edition for e in rows if e.flops >= kurzweil), "not yet")
+             for name, rows in (("HPCG", hpcg), ("HPL", hpl))}
+    best_2020 = max((e for e in hpcg if e.edition.startswith("2020")), key=lambda e: e.flops)
+    return HPLAgainstHPCG(100 * t_hpcg.pflops / t_hpl.pflops, t_hpcg, t_hpl,
+                          100 * hpcg[-1].pflops / hpl[-1].pflops, best_2020, first, pairs, target, kurzweil)
 
 
 # --------------------------------------------------------------------------------------------
@@ -763,5 +1495,8 @@ __all__ = [
     "fit_doubling_time", "electricity_cost", "implied_price_per_kwh", "homes_powered", "HOURS_PER_YEAR",
     "HOME_CONSUMPTION", "KURZWEIL", "product_of", "load_interconnect", "jackknife_doubling", "plot_interconnect", "SOURCINGS", "LNPNeuron", "poisson_waiting_times",
     "poisson_pmf", "lnp_reference", "DATA_FILE", "plot_readings", "plot_tornado", "plot_lnp",
-    "plot_extrapolation",
+    "plot_extrapolation", "GpuGeneration", "load_gpu_generations", "later_flagships", "doubling_time",
+    "GrowthComparison", "compare_growth", "FabCost", "load_fab_costs", "AnnualGrowth", "fab_cost_growth",
+    "plot_memory_wall", "plot_fab_costs", "MEMORY_WALL_RATIO", "POST_FAB", "LATER_FLAGSHIPS",
+    "GPU_GENERATIONS_FILE", "FAB_COSTS_FILE",
 ]

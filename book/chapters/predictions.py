@@ -16,9 +16,7 @@ into one of the ledger's forecast verdicts:
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from book.core import verdicts
 from book.core.registry import DATA_FILES
+from book.core.tables import gpu_specs, read_table
 
 DATA_DIR = DATA_FILES
 EVIDENCE_FILE = DATA_DIR / "forecast_evidence.csv"
@@ -103,16 +102,10 @@ def parse_facts(text: str) -> dict[str, Any]:
     return facts
 
 
-def _read_commented_csv(path: Path) -> list[dict[str, str]]:
-    text = Path(path).read_text(encoding="utf-8")
-    body = "\n".join(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
-    return list(csv.DictReader(io.StringIO(body)))
-
-
 def load_evidence(path: str | Path | None = None) -> list[Row]:
     """The hand-entered evidence rows; every row must have a claim, part, date, event and a source."""
     rows = []
-    for i, rec in enumerate(_read_commented_csv(Path(path or EVIDENCE_FILE)), start=1):
+    for i, rec in enumerate(read_table(Path(path or EVIDENCE_FILE)), start=1):
         where = f"evidence row {i} ({rec.get('claim')}/{rec.get('part')})"
         for key in ("claim", "part", "date", "event", "source", "sourcing"):
             if not (rec.get(key) or "").strip():
@@ -399,8 +392,10 @@ def load_gpus(specs: str | Path | None = None, since: str | Path | None = None) 
     (the month of the launch or announcement) stands in for it, read as the month's first day (those
     cards were on sale at the posts that discuss them, e.g. the RTX 4070 Ti launched 2023-01-05)."""
     gpus = []
+    # the shared spec table through its one checked reader; the newer table (prices and cache sizes may be
+    # blank there) through the plain one, checked below for the numbers used here
     for path, has_release in ((specs or SPECS_FILE, False), (since or SPECS_SINCE_FILE, True)):
-        for rec in _read_commented_csv(Path(path)):
+        for rec in (read_table(Path(path)) if has_release else gpu_specs(path)):
             name = rec["gpu"]
             for key in ("fp16_tensor_tflops", "tdp_w", "spec_source"):
                 if not (rec.get(key) or "").strip():
@@ -545,6 +540,212 @@ def reach_year(entries: Sequence[Any], target: float = BRAIN_FLOPS, *, n_boot: i
     lo, hi = fit.ci_doubling_years
     return fit, Reach(target, from_last(fit.doubling_years), (from_last(lo), from_last(hi)),
                       fit.year_reaching(target), fit.doubling_years, (lo, hi))
+
+
+# --------------------------------------------------------------------------------------------
+# What the notebook shows: tables, the judging of each forecast, reports
+# --------------------------------------------------------------------------------------------
+
+
+def show(df, **options: Any) -> None:
+    """Display a DataFrame under pandas display options given by their short names
+    (``show(df, max_colwidth=None, max_rows=40)``)."""
+    import pandas as pd
+    from IPython.display import display
+
+    with pd.option_context(*[x for k, v in options.items() for x in (f"display.{k}", v)]):
+        display(df)
+
+
+def criteria_table(forecasts: Mapping[str, Forecast] | None = None):
+    """Every forecast's parts with what must happen and by when: the criteria fixed before looking."""
+    import pandas as pd
+
+    return pd.DataFrame([(f.cid, f.post, f.made.isoformat(), p.key,
+                          ("NOT: " if p.negated else "") + p.expects, p.due.isoformat())
+                         for f in (forecasts or FORECASTS).values() for p in f.parts],
+                        columns=["id", "post", "made", "part", "what must happen", "due"])
+
+
+def evidence_table(evidence: Sequence[Row]):
+    """The hand-entered evidence rows, as the chapter lists them."""
+    import pandas as pd
+
+    return pd.DataFrame([(r.claim, r.part, r.date.isoformat(), r.event, r.sourcing) for r in evidence],
+                        columns=["id", "part", "date", "what happened", "sourcing"])
+
+
+def evidence_summary(evidence: Sequence[Row]) -> str:
+    """How many hand-entered rows were read in published sources and how many are from memory."""
+    memory_rows = sum(r.sourcing == "memory" for r in evidence)
+    return (f"{len(evidence)} hand-entered rows: {len(evidence) - memory_rows} read in published sources, "
+            f"{memory_rows} from memory")
+
+
+def gpus_table(gpus: Sequence[Gpu]):
+    """The GPUs pred-5, pred-6 and pred-7 read, with the numbers they use."""
+    import pandas as pd
+
+    return pd.DataFrame([(g.name, g.vendor, g.segment, g.released.isoformat(), g.fp16_tflops, g.tdp_w,
+                          g.price_usd, g.sourcing) for g in gpus],
+                        columns=["GPU released since the GPU post", "vendor", "segment", "released",
+                                 "dense FP16 TFLOPS", "TDP W", "list price $", "sourcing"])
+
+
+def spec_summary(gpus: Sequence[Gpu]) -> str:
+    """How many spec rows (pred-5, pred-6, pred-7) were checked against published sources."""
+    spec_memory = [g.name for g in gpus if g.sourcing == "memory"]
+    return (f"{len(gpus) - len(spec_memory)} of {len(gpus)} rows checked against published sources; "
+            f"from memory: "
+            + (", ".join(spec_memory) or "none"))
+
+
+class Scoreboard:
+    """Judges each forecast on every evidence row known so far (`rows` grows as the chapter computes more)
+    and gives the ledger's `forecast` its arguments; keeps each judgement for the timeline."""
+
+    def __init__(self, evidence: Sequence[Row], judged_on: dt.date):
+        self.evidence = list(evidence)
+        self.rows: list[Row] = list(evidence)
+        self.judged_on = judged_on
+        self.judgements: dict[str, Judgement] = {}
+
+    def judge(self, cid: str, *, fails_if: str, note: str = "", measured: Any = None,
+              extra_sources: str = "") -> dict[str, Any]:
+        """Judge forecast `cid`, print its parts' statuses, and return the keyword arguments of
+        `ledger.forecast` (outcome, post, dates, criterion, sources, fails_if, measured, note)."""
+        f = FORECASTS[cid]
+        j = judge(f, self.rows, self.judged_on)
+        self.judgements[cid] = j
+        print(f"{cid} {j.outcome}: " + j.summary())
+        sources = sources_of(j, self.evidence) or extra_sources
+        if extra_sources and sources != extra_sources:
+            sources = f"{extra_sources} | {sources}"
+        return dict(outcome=j.outcome, post=f.quote, judged=self.judged_on.isoformat(), due=f.due.isoformat(),
+                    criterion=f.criterion(), sources=sources, fails_if=fails_if,
+                    measured=measured or j.summary(), note=note)
+
+    def memory_events(self, cid: str) -> list[str]:
+        """The events of `cid`'s rows that are from memory (not checked against a published source)."""
+        return [r.event for r in self.rows if r.claim == cid and r.sourcing == "memory"]
+
+    def table(self):
+        """Every forecast's verdict, due date and parts."""
+        import pandas as pd
+
+        j = self.judgements
+        return pd.DataFrame([(c, j[c].outcome, j[c].forecast.due.isoformat(), j[c].summary())
+                             for c in FORECASTS],
+                            columns=["id", "verdict", "due", "parts"]).set_index("id")
+
+    def timeline(self):
+        """`plot_timeline` of every forecast, in the catalogue's order."""
+        return plot_timeline([self.judgements[c] for c in FORECASTS])
+
+
+def growth_table(gpus: Sequence[Gpu], base: Gpu, base_consumer: Gpu, years: Iterable[int]):
+    """pred-7: the fastest dense FP16 on sale at the end of each year, over the Titan RTX (all GPUs) and
+    over the fastest consumer card of 2019 (consumer cards only)."""
+    import pandas as pd
+
+    years = list(years)
+    table = pd.DataFrame({"all GPUs (x Titan RTX)": growth_by_year(gpus, base, years),
+                          "consumer cards only": growth_by_year(gpus, base_consumer, years, is_consumer)})
+    table.index.name = "end of year"
+    return table.round(2)
+
+
+def is_consumer(g: Gpu) -> bool:
+    """pred-7's consumer-only reading: the cards sold to consumers."""
+    return g.segment == "consumer"
+
+
+@dataclass(frozen=True)
+class Stagnation:
+    """pred-7's numbers: the growth 5 years on, the consumer cards' growth by the judging year, and the
+    first GPU past 2x."""
+
+    five_years_on: float
+    consumer: float
+    first_past: Row
+    year: int
+
+    @property
+    def note(self) -> str:
+        return (f"fastest GPU 5 years on (2024) = {self.five_years_on:.1f}x the Titan RTX; the first "
+                f"past 2x: "
+                f"{self.first_past.event} ({self.first_past.date.isoformat()[:7]}); "
+                f"consumer cards at FP16 with FP32 accumulate only {self.consumer:.2f}x by {self.year} "
+                f"(RTX 5090), "
+                "within the forecast")
+
+
+def stagnation(gpus: Sequence[Gpu], base: Gpu, base_consumer: Gpu, growth: Sequence[Row],
+               year: int) -> Stagnation:
+    """pred-7: the growth of the fastest GPU over `base` by 2024, of consumer cards by `year`."""
+    # the first past +100 %
+    first_past = min((r for r in growth if r.facts["ratio"] > 2), key=lambda r: r.date)
+    return Stagnation(growth_by_year(gpus, base, [2024])[2024],
+                      growth_by_year(gpus, base_consumer, [year], is_consumer)[year], first_past, year)
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """pred-6's numbers so far: the best per watt, per dollar, and per dollar among NVIDIA's cards."""
+
+    per_watt: Row
+    per_dollar: Row
+    per_dollar_nvidia: Row
+
+    @property
+    def measured(self) -> list[float]:
+        return [round(r.facts["ratio"], 2) for r in (self.per_watt, self.per_dollar, self.per_dollar_nvidia)]
+
+    def report(self) -> str:
+        w, d, n = self.per_watt, self.per_dollar, self.per_dollar_nvidia
+        return (f"best per watt since the post: {w.event} = {w.facts['ratio']:.2f}x; per dollar: "
+                f"{d.event} = {d.facts['ratio']:.2f}x (NVIDIA only: {n.event} = {n.facts['ratio']:.2f}x)")
+
+    @property
+    def note(self) -> str:
+        w, d, n = self.per_watt, self.per_dollar, self.per_dollar_nvidia
+        return (f"so far: dense FP16 per watt {w.facts['ratio'] - 1:+.0%} ({w.event.split(':')[0]}); "
+                f"per dollar {d.facts['ratio']:.1f}x ({d.event.split(':')[0]}"
+                + ("; its FP16 rate is derived, a memory row" if d.sourcing == "memory" else "")
+                + f"), NVIDIA at list prices {n.facts['ratio'] - 1:+.0%} ({n.event.split(':')[0]})")
+
+
+def efficiency(eff: Sequence[Row]) -> Efficiency:
+    """pred-6: the best per-watt and per-dollar rows since the GPU post (and NVIDIA's best per dollar)."""
+    ratio = lambda r: r.facts["ratio"]  # noqa: E731
+    return Efficiency(max((r for r in eff if r.part == "per-watt"), key=ratio),
+                      max((r for r in eff if r.part == "per-dollar"), key=ratio),
+                      max((r for r in eff if r.part == "per-dollar" and "RX" not in r.event), key=ratio))
+
+
+def reach_report(entries: Sequence[Any], reach: Reach, post_years: Sequence[int] = (2037, 2053, 2078)) -> str:
+    """pred-9: the fitted pace, the projected year from the latest list, and the post's dates against it."""
+    lo, hi = reach.from_latest_interval
+    last = entries[-1]
+    return "\n".join([
+        f"HPCG #1, {entries[0].edition} to {last.edition}: {reach.doubling_years:.2f} y per doubling "
+        f"(90 %: {reach.doubling_interval[0]:.2f}-{reach.doubling_interval[1]:.2f})",
+        f"from {last.system} ({last.pflops} PF, {last.edition}): reaches {reach.target:.4g} FLOPS in "
+        f"{reach.from_latest:.0f} (90 %: {lo:.0f}-{hi:.0f}); the fitted line itself crosses it in "
+        f"{reach.fit_line:.0f}"] + [f"  post's {y}: {'inside' if lo <= y <= hi else 'outside'} the interval"
+                                    for y in post_years])
+
+
+def reach_note(entries: Sequence[Any], reach: Reach, post_years: Sequence[int] = (2037, 2053, 2078)) -> str:
+    """pred-9's note: the projection, which of the post's dates it contains, the rows from memory."""
+    lo, hi = reach.from_latest_interval
+    inside = [y for y in post_years if lo <= y <= hi]
+    from_memory = sum(e.sourcing == "memory" for e in entries)
+    return (f"projected {reach.from_latest:.0f} (90 % {lo:.0f}-{hi:.0f}) from the 2014-2025 HPCG fit; "
+            f"of the post's "
+            f"dates only {', '.join(map(str, inside)) or 'none'} inside; {from_memory} of the "
+            f"{len(entries)} HPCG "
+            "rows are from memory")
 
 
 # --------------------------------------------------------------------------------------------
