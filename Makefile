@@ -63,7 +63,7 @@ test: setup data
 	@echo "make test: nbval comparison '$(COMPARISON)' ($(SANITIZE)); numerics: $$($(PY) -c 'import book.core.numerics as n; s = n.status(); print(s["profile"], "in force" if s["in_force"] else "NOT in force")')"
 	rm -rf "$(BOOK_LEDGER_DIR)"
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-cell-timeout=1200 \
-		--nbval-sanitize-with $(SANITIZE) -p no:cacheprovider
+		--nbval-sanitize-with $(SANITIZE) -p no:cacheprovider --durations=12
 	$(PY) -m book build --no-execute
 	$(MAKE) check-html
 
