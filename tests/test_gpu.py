@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from book.chapters import gpu as G
+from book.core import sparsity24, tables
 
 
 # -- cycle model ---------------------------------------------------------------------------------
@@ -54,8 +55,8 @@ def test_cycle_table_has_the_async_gain():
 
 # -- spec table ----------------------------------------------------------------------------------
 def test_every_spec_row_has_numbers_dates_and_sources():
-    specs = G.load_specs()
-    for col in G.REQUIRED_COLUMNS:
+    specs = tables.gpu_specs_frame()
+    for col in tables.GPU_SPEC_REQUIRED:
         assert specs.reset_index()[col].notna().all(), col
     assert specs["spec_source"].str.len().min() > 20
     assert specs["price_source"].str.len().min() > 20
@@ -69,21 +70,24 @@ def test_every_spec_row_has_numbers_dates_and_sources():
 
 
 def test_spec_loader_refuses_a_row_without_source(tmp_path):
-    df = pd.read_csv(G.SPECS_FILE)
+    df = pd.read_csv(tables.GPU_SPECS_FILE)
     df.loc[0, "spec_source"] = ""
     df.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="spec_source"):
-        G.load_specs(tmp_path / "bad.csv")
-    df = pd.read_csv(G.SPECS_FILE)
-    df.loc[1, "price_date"] = "January"
-    df.to_csv(tmp_path / "bad2.csv", index=False)
-    with pytest.raises(ValueError, match="price_date"):
-        G.load_specs(tmp_path / "bad2.csv")
+        tables.gpu_specs_frame(tmp_path / "bad.csv")
+
+
+def test_spec_tables_split_the_table_with_short_names():
+    specs = tables.gpu_specs_frame()
+    hardware, prices = G.spec_tables(specs)
+    assert list(prices.columns) == ["TDP W", "price USD", "price date", "price kind"]
+    assert hardware.loc["A100 SXM4 40GB", "GB/s"] == 1555.0 and "arch" in hardware.columns
+    assert len(hardware) == len(prices) == len(specs)
 
 
 # -- speedups and corrections --------------------------------------------------------------------
 def test_bandwidth_speedup_a100_over_v100():
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     assert G.bandwidth_speedup(specs, "A100 SXM4 40GB", "V100 SXM2") == pytest.approx(1555 / 900)
     with pytest.raises(KeyError):
         G.bandwidth_speedup(specs, "A100", "V100 SXM2")
@@ -137,7 +141,7 @@ def test_bert_weight_matmuls_against_l2():
 
 
 def test_post_l2_table_names_cards_of_the_spec_table():
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     for arch, row in G.POST_L2_TABLE.items():
         for card in row["cards"]:
             assert specs.loc[card, "architecture"] == arch
@@ -216,21 +220,17 @@ def test_fp16_underflow_freezes_the_first_layer_and_loss_scaling_fixes_it():
 
 
 # -- 2:4 sparsity ----------------------------------------------------------------------------------
-def test_prune_compress_roundtrip():
-    w = torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
-    p = G.prune_2_4(w)
-    groups = p.reshape(16, -1, 4)
-    assert ((groups != 0).sum(-1) == 2).all()
-    # the kept entries are the two largest in magnitude
-    assert torch.equal(groups.abs().sort(-1).values[..., 2:], w.reshape(16, -1, 4).abs().sort(-1).values[..., 2:])
-    values, index = G.compress_2_4(p)
-    assert values.shape == (16, 16)
-    assert torch.equal(G.decompress_2_4(values, index, 32), p)
-    assert G.compressed_size_ratio(p.half()) == {"values_only": 0.5, "with_metadata": 0.5625}
+def test_sparse24_demo_uses_the_core_format():
+    w = torch.randn(16, 32, generator=torch.Generator().manual_seed(0)).half()
+    demo = G.Sparse24Demo(w)
+    assert torch.equal(demo.pruned, sparsity24.prune(w)) and sparsity24.is_2_4(demo.pruned)
+    assert demo.values.shape == (16, 16) and demo.roundtrip
+    assert demo.values_ratio == 0.5 and demo.storage["with_metadata_ratio"] == 0.5625
+    assert 0.5 < demo.kept_energy < 1
+    assert "values 0.50 of dense, round trip exact" in demo.compression
+    assert "size vs dense fp16: values 0.500, with 2-bit metadata 0.5625" in demo.summary()
     with pytest.raises(ValueError):
-        G.compress_2_4(w)  # dense is not 2:4
-    with pytest.raises(ValueError):
-        G.prune_2_4(torch.randn(4, 6))
+        G.Sparse24Demo(torch.randn(4, 6))
 
 
 # -- power, electricity, cloud, perf/$ -----------------------------------------------------------
@@ -258,7 +258,7 @@ def test_power_limit_model():
 
 
 def test_perf_per_dollar():
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     t = G.perf_per_dollar(specs, "16-bit")
     assert t["perf_per_dollar"].iloc[0] == 1.0 and t["perf_per_dollar"].is_monotonic_decreasing
     assert G.relative_performance(specs)["RTX 4090"] == 1.0
@@ -270,7 +270,7 @@ def test_perf_per_dollar():
 
 
 def test_post_ratios_follow_the_spec_table():
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     r = G.post_ratios(specs)
     assert r["perf_4090_over_h100"] == pytest.approx(1008 / 3350)  # both fp8: bandwidth ratio
     ppd = G.perf_per_dollar(specs, "8-bit")
@@ -283,13 +283,13 @@ def test_post_ratios_follow_the_spec_table():
 
 def test_spec_table_is_only_the_posts_file():
     # another chapter's file beside it (GPUs since 2023) must not change this chapter's table
-    specs = G.load_specs()
-    assert G.SPECS_FILE.name == "gpu_specs.csv" and G.SPECS_FILE.exists()
+    specs = tables.gpu_specs_frame()
+    assert tables.GPU_SPECS_FILE.name == "gpu_specs.csv" and tables.GPU_SPECS_FILE.exists()
     assert len(specs) == 16 and "RTX 4090" in specs.index
 
 
 def test_recommend_branches():
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     eight = G.recommend(24, "8-bit", 2000, specs)
     assert eight == ["RTX 4090"]  # the only ≥24 GB fp8 card under $2,000
     sixteen = G.recommend(24, "16-bit", 2000, specs)
@@ -353,7 +353,7 @@ def test_measure_matmul_and_bandwidth_smoke():
 
 def test_roofline_and_spec_lookup():
     np.testing.assert_allclose(G.roofline([1, 10, 100], 100, 5), [5, 50, 100])
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     assert G.gpu_spec_for("NVIDIA H100 80GB HBM3", specs).name == "H100 SXM5"
     assert G.gpu_spec_for("NVIDIA H100 PCIe", specs).name == "H100 PCIe"
     assert G.gpu_spec_for("NVIDIA GeForce RTX 4070 Ti", specs).name == "RTX 4070 Ti"
@@ -362,7 +362,7 @@ def test_roofline_and_spec_lookup():
 
 
 def test_price_to_match():
-    specs = G.load_specs()
+    specs = tables.gpu_specs_frame()
     p = G.price_to_match(specs, "RTX 4090", "RTX 4070 Ti", "8-bit")
     s2 = specs.copy()
     s2["price_usd"] = s2["price_usd"].astype(float)
@@ -391,3 +391,82 @@ def test_torch_threads_restores():
     with G.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+# -- the chapter's experiments, one function per claim --------------------------------------------
+def test_latency_variants_and_the_shared_tile():
+    t = G.cycle_table(G.LATENCY_VARIANTS)
+    assert list(t.index) == ["post", "DRAM 380", "shared 20", "L2 300", "async 30"]
+    assert t.loc["DRAM 380", "tensor_core"] == 380 + 35
+    assert G.largest_shared_tile(128) == 128       # 2·128²·4 bytes = 128 KB: exactly fits
+    assert G.largest_shared_tile(127) == 64 and G.largest_shared_tile(31) == 32
+
+
+def test_tiling_experiment_counts_and_judges():
+    run = G.tiling_experiment(32, [4, 8, 16], seed=0)
+    assert run.product_err < 1e-5 and run.holds
+    assert run.reuse == sorted(run.reuse) and run.measured[-2] == 1.0  # an L2 holding A and B
+    table = run.table()
+    assert list(table.index) == [4, 8, 16]
+    assert table.loc[8, "global reads (MiB)"] == pytest.approx(table.loc[8, "2N³/T (MiB)"])
+    l2 = run.l2_table()
+    assert l2.loc["0 × the operands", "served by L2 (tile reads)"] == 0
+    assert run.plot().axes[0].get_xlabel() == "tile size T"
+
+
+def test_bert_l2_fit_separates_the_rtx_40s():
+    fit = G.bert_l2_fit(tables.gpu_specs_frame())
+    assert fit.holds and fit.measured[2] == 0 and fit.measured[0] >= 512
+    assert fit.series.loc["RTX 4090", "L2 MB (post)"] == 72.0
+    assert set(fit.ada_tokens.index) == {"RTX 4090", "RTX 4080", "RTX 4070 Ti"}
+    text = fit.summary()
+    assert "A100 SXM4 40GB (" in text and "BERT-base" in text
+    assert len(fit.plot().axes[0].patches) == len(fit.limits)
+
+
+def test_cloud_summary_and_plots():
+    c = G.CloudVsDesktop()
+    assert c.summary().startswith("591.3 kWh/year = $70.96; cloud for 300 days $2,311")
+    assert "15% " in c.summary().splitlines()[1]
+    assert len(c.plot().axes[0].lines) == 6 + 1  # two costs, two at other rates each, the break-even
+    assert G.plot_power_limit(250).axes[0].get_xlabel() == "power limit (W), RTX 2080 Ti"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # loss scaling skips all 3 steps: its means are NaN
+def test_training_helpers_and_the_format_claims():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (256,), generator=g)
+    runs = G.train_all_precisions(x, y, steps=3, batch=32, progress=False)
+    assert list(runs) == list(G.PRECISION_MODES)
+    table = G.precision_summary(runs, x[:64], y[:64])
+    assert list(table.index) == list(G.PRECISION_MODES) and table.loc["fp32", "skipped steps"] == 0
+    assert len(G.plot_losses(runs).axes[0].lines) == 4
+    claims = G.FormatClaims(runs, {"fp32": 0.0, "tf32 (emulated)": 1e-4, "bf16": 1e-2}, window=3)
+    assert claims.tf32_key == "tf32 (emulated)" and claims.zero["fp16"] == 1.0
+    assert claims.measured[0] == 65504 and claims.measured[-1] == 1e-4
+    assert not claims.holds  # three steps: no loss falls far enough
+
+
+def test_this_machine_sweep_and_peak_on_a_cpu():
+    machine = G.this_machine("cpu")
+    assert machine.cpu is not None and machine.core.cores == 1 and "FLOPs/cycle" in machine.summary()
+    sweep = G.matmul_sweep(machine, progress=False, sizes=[16, 32], stream_bytes=2**20)
+    assert set(sweep.table().index) == {16, 32} and "fp32" in sweep.table().columns
+    assert sweep.stream_text().startswith("STREAM-like GB/s: copy ⟨")
+    assert sweep.roofs["fp32"] > 0 and "fp32: highest point" in sweep.roof_summary()
+    assert sweep.plot_roofline().axes[0].get_ylabel() == "GFLOP/s"
+    peak = G.peak_fraction(machine, 32, rounds=2)
+    assert len(peak.trials) == 2 and peak.roof == machine.core.gflops
+    lo, hi = peak.interval
+    assert lo <= peak.estimate <= hi and "one thread, fp32 32², 2 interleaved rounds" in peak.summary()
+
+
+def test_speedup_intervals_refuse_without_a_gpu_and_describe():
+    for call in (lambda: G.tensor_core_speedups(64, "cpu"), lambda: G.sparse_speedup(64, "cpu")):
+        with pytest.raises(G.NeedsCuda):
+            call()
+    tc = G.SpeedupIntervals(64, {"fp16": (3.0, 2.5, 3.5)}, "fp32")
+    assert tc.summary() == "fp16 over fp32 at 64²: 3.00x [2.50, 3.50]"
+    sp = G.SpeedupIntervals(64, {"sparse": (1.5, 1.4, 1.6)}, "dense", 1e-3)
+    assert sp.summary().startswith("2:4 sparse over dense at 64²: 1.50x [1.40, 1.60]")

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from book.chapters import gpu as G
+from book.core import tables
 
 
 @pytest.fixture(scope="module")
 def specs():
-    return G.load_specs()
+    return tables.gpu_specs_frame()
 
 
 # -- the three metrics ---------------------------------------------------------------------------
@@ -153,3 +154,56 @@ def test_memory_heuristics():
 def test_tables_are_dataframes(specs):
     assert isinstance(G.raw_chart(specs), pd.DataFrame)
     assert isinstance(G.fp8_training_span(specs), pd.DataFrame)
+
+
+# -- the chapter's readings, one per claim --------------------------------------------------------
+def test_cache_readings_latency_and_bandwidth(specs):
+    r = G.cache_readings()
+    assert r.latency["L2"] == pytest.approx(1.9) and r.holds == {
+        "latency (the post's cycles)": False, "bandwidth (A100 whitepaper)": False}
+    assert r.measured[:2] == [1.9, 11.18]
+    assert list(r.table().columns) == ["L2", "shared", "L2 in 3–5×", "shared in ~7–10×"]
+    nearer = min(r.latency["shared"], r.bandwidth["shared"])
+    assert r.upper_end_gap_pct == pytest.approx(100 * (1 - 10 / nearer))
+    assert r.summary().splitlines()[0] == "latency (the post's cycles): not both ranges"
+
+
+def test_fp8_lead_and_the_bar_chart(specs):
+    lead = G.fp8_lead(specs)
+    assert all(lead.first_everywhere) and lead.holds
+    assert lead.ratio_4090[0] == pytest.approx(lead.ratio_4090[1])  # both large-L2 cards
+    assert lead.best_old not in specs.index[specs["fp8_tensor_tflops"].notna()]
+    fig = G.plot_metric_bars(G.raw_chart(specs), xlabel="x", title="t")
+    assert len(fig.axes[0].patches) == 3 * len(specs)
+
+
+def test_post_picks_and_the_4070ti_3090_ratio(specs):
+    picks = G.post_picks(specs)
+    assert set(picks.leaders) == set(G.METRICS) and len(picks.summary().splitlines()) == 4
+    assert picks.train_factor > 1
+    r = G.ppd_ratio_4070ti_3090(specs)
+    assert r.ratios[0] < r.ratios[1]
+    # at the computed 3090 price (the computer around it held) the ratio is the post's 2x
+    t = G.chart_perf_per_dollar(specs, l2_factor=2.0, prices={"RTX 3090": r.price_3090_2x[1]},
+                                system_usd_per_gpu=G.post_system_usd(specs))
+    assert t.loc["RTX 4070 Ti", "8-bit inference"] / t.loc["RTX 3090", "8-bit inference"] == pytest.approx(2)
+
+
+def test_decision_table_server_picks_and_fp8_span(specs):
+    table = G.decision_table(specs)
+    assert list(table.columns) == list(G.METRICS) and list(table.index) == list(G.POST_NEEDS)
+    assert table.loc["servers (48 GB)", "8-bit inference"].startswith("RTX 6000 Ada")
+    assert G.server_picks_hold(specs)
+    span = G.fp8_training_span(specs)
+    assert G.fp8_span_within(span, (0, 100)) and not G.fp8_span_within(span, (100, 200))
+
+
+def test_communication_and_memory_tables(specs):
+    step = G.bert_large_step(specs)
+    assert step.name == "BERT-large, 16×512 tokens per GPU, RTX 4090 at 55 % of its fp16 peak"
+    table = G.communication_table(step)
+    assert list(table.columns) == ["no overlap", "backward covers it"]
+    assert (table["no overlap"] >= table["backward covers it"]).iloc[:2].all()
+    assert "Gbit/s with no overlap" in G.describe_step(step)
+    memory = G.workload_memory_table()
+    assert memory.loc["OPT-13B", "8-bit (GB)"] == 13 and memory.loc["BERT-large", "fp16 (GB)"] == 0.68

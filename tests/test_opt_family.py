@@ -51,21 +51,14 @@ class _CharTokenizer:
 
 
 def _tiny_opt(seed=0, vocab_size=_CharTokenizer.vocab_size):
-    from transformers import OPTForCausalLM
+    return opt_family.random_opt(vocab_size, seed=seed)
 
-    torch.manual_seed(seed)
-    config = opt_family.opt_config(
-        "facebook/opt-125m",
-        vocab_size=vocab_size,
-        hidden_size=16,
-        num_hidden_layers=2,
-        ffn_dim=32,
-        num_attention_heads=2,
-        word_embed_proj_dim=16,
-        max_position_embeddings=400,
-        pad_token_id=1,
-    )
-    return OPTForCausalLM(config).eval()
+
+def test_random_opt_is_tiny_seeded_and_untrained():
+    a, b = opt_family.random_opt(50), opt_family.random_opt(50)
+    assert a.config.hidden_size == 16 and a.config.num_hidden_layers == 2 and not a.training
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert sum(p.numel() for p in a.parameters()) < 20_000
 
 
 def test_cloze_items_predict_the_last_word():
@@ -196,3 +189,17 @@ def test_the_posts_outlier_count_comes_from_about_a_thousand_tokens():
     assert opt_family.strictly_monotone([3, 1, 2], [1, 3, 2]) and not opt_family.strictly_monotone(
         [1, 2], [1, 1]
     )
+
+
+def test_outlier_count_and_the_plan_table():
+    count = opt_family.outlier_count()
+    assert count.layers == 32 and count.context == 2048 and count.power_of_two == 1024
+    assert count.holds and count.measured[1:3] == [1024, 147456]
+    assert count.summary().startswith("OPT-6.7B: 32 layers, 2048-token context")
+    table = opt_family.plan_table(9000, ["facebook/opt-1.3b", "facebook/opt-30b"])
+    assert list(table.index) == ["opt-1.3b", "opt-30b"] and (table.loc["opt-30b"] == "does not fit").any()
+
+
+def test_plot_family_says_when_nothing_was_measured():
+    fig = opt_family.plot_family(pd.DataFrame())
+    assert all("not measured here" in ax.texts[0].get_text() for ax in fig.axes)

@@ -4,7 +4,7 @@ padding masked out, the feature-removal example and (one test) the shipped MiniL
 import pytest
 import torch
 
-from book.chapters.int8 import outliers
+from book.chapters.int8 import opt_family, outliers
 
 
 def test_site_of_bert_and_opt_names():
@@ -152,22 +152,9 @@ def test_largest_lossless_stops_at_the_first_failure():
 
 
 def _tiny_opt(tmp_path):
-    from transformers import OPTConfig, OPTForCausalLM
-
-    tokenizer = outliers.load_minilm(
-        "cpu"
-    ).tokenizer  # any local tokenizer will do for a random model
-    torch.manual_seed(0)
-    config = OPTConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=2,
-        ffn_dim=32,
-        num_attention_heads=2,
-        max_position_embeddings=140,
-        word_embed_proj_dim=16,
-    )
-    OPTForCausalLM(config).save_pretrained(tmp_path)
+    """A random tiny OPT saved with MiniLM's tokenizer: a local model path, loaded as the sweep loads one."""
+    tokenizer = outliers.load_minilm("cpu").tokenizer  # any local tokenizer will do for a random model
+    opt_family.random_opt(tokenizer.vocab_size, max_positions=140).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     return str(tmp_path)
 
@@ -349,3 +336,38 @@ def test_full_isa_for_integer_kernels_leaves_float_outputs_unchanged(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
     pinned, full = (run.stdout.split() for run in runs)
     assert len(pinned) == 7 and pinned == full
+
+
+def test_feature_removal_check_and_its_variations():
+    r = outliers.feature_removal_check()
+    assert r.holds and r.removal_err < 1e-6 and r.leak > 0.05 and r.survivors_switch
+    assert r.summary().startswith("softmax(XW):\n [[")
+
+
+def test_statistics_of_a_synthetic_capture():
+    cap = _capture({(0, "ffn-in"): {3: 0.5}, (1, "attn-in"): {3: 0.1, 5: 0.2}, (2, "ffn-in"): {3: 0.3}})
+    stats = outliers.hidden_stats(cap)
+    assert len(stats) == 5 * len(outliers.HIDDEN_SITES)
+    s = outliers.outlier_statistics(stats, [3], threshold=6.0)
+    assert s.top_site == (0, "ffn-in") and s.top_share == 0.5
+    assert s.concentration == pytest.approx((50 + 10 + 30) / (50 + 10 + 20 + 30))
+    per_sentence, n_ffn = outliers.outliers_per_sentence(stats, [3], n_sentences=10)
+    assert n_ffn == 5 and per_sentence == (50 + 30) / 10
+    features = outliers.outlier_features(cap)
+    assert outliers.describe_features(features).startswith("outlier feature dim 3: |x| up to")
+    report = outliers.lead_dimension_report(cap, 3, 0.5, n_sentences=10)
+    assert "dimension 3 has |x| >= 6 at 10 positions" in report
+    assert len(outliers.plot_sites(cap, [3, 5]).axes) == 3  # two panels and a colour bar
+
+
+def test_the_minilm_plots_draw_their_tables():
+    import pandas as pd
+
+    pruning = pd.DataFrame({"fraction": [0.1, 0.2], "post_accuracy": [0.9, 0.8], "mean_cosine": [0.99, 0.9]})
+    assert len(outliers.plot_pruning(pruning, 0.85).axes[0].lines) == 3
+    attention = pd.DataFrame({"layer": [0, 1], "keys_for_90pct": [0.5, 0.4], "keys_under_1pct": [0.1, 0.2],
+                              "top1": [0.3, 0.4]})
+    assert len(outliers.plot_attention(attention).axes[0].lines) == 3
+    table = pd.DataFrame({"mean_cosine": [1.0, 0.999, 0.9, 0.99, 0.998]},
+                         index=["fp32", *outliers.FIDELITY_SCHEMES])
+    assert len(outliers.plot_scheme_fidelity(table).axes[0].patches) == 4

@@ -409,3 +409,49 @@ def test_the_backend_probe_leaves_the_global_generator_alone(monkeypatch):
     torch.manual_seed(5)
     quant._cpu_int_mm_is_fast()
     assert torch.equal(torch.rand(3), expected)
+
+
+# -- the chapter's worked examples, one function per claim ---------------------------------------
+def test_toy_quantization_rounds_1_33_up_to_2():
+    rows = quant.toy_quantization()
+    assert rows["nearest"] == {"I3 codes": [4, 2, 2, 4], "back in I5": [3, 2, 2, 3], "errors": 1}
+    assert rows["floor"]["I3 codes"] == [4, 0, 2, 4]
+
+
+def test_constants_demo_counts_the_errors_of_each_recipe():
+    demo = quant.constants_demo()
+    assert demo.errors(demo.recipe["vector-wise"]) == [1, 0]
+    assert demo.errors(demo.recipe["tensor-wise"])[1] == 0  # the last rounding brings 1.5 back to 2
+    assert demo.errors(demo.before_rounding)[1] == 2
+    assert demo.summary().count("\n") == 2 and "errors per vector" in demo.summary()
+
+
+def test_zeropoint_check_holds_and_counts_extra_ops():
+    zp = quant.zeropoint_check(seed=0, n=8, k=16, m=4)
+    assert zp.holds and zp.identity_err < 1e-12 and zp.product_ops == 8 * 16 * 4
+    assert "symmetric vector-wise: 0" in zp.summary()
+
+
+def test_outlier_row_matches_the_posts_quantized_row():
+    row = quant.outlier_row()
+    assert row.mismatches == 0 and row.without["errors at 0.01"] == 2
+    assert row.changes.count("->") == 2
+    assert list(row.table().columns) == ["dequantized", "errors at 0.01", "mean |error|"]
+
+
+def test_float_table_marks_only_inexact_float_columns():
+    import pandas as pd
+
+    shown = quant.float_table(pd.DataFrame({"a": [0.5], "b": [0.25], "n": [3]}), ".2f", exact=("b",))
+    assert shown.loc[0, "b"] == 0.25 and shown.loc[0, "n"] == 3
+    assert shown.loc[0, "a"] != 0.5 and "0.50" in str(shown.loc[0, "a"])
+
+
+def test_format_errors_and_the_plots():
+    errors = quant.format_errors(2**10, seed=0)
+    assert list(errors.index) == [("normal", 64), ("normal", "tensor"), ("student-t (3)", 64),
+                                  ("student-t (3)", "tensor")]
+    assert (errors["int8"] < errors["int4"]).all()
+    assert quant.plot_format_errors(errors).axes[0].get_ylabel() == "relative error"
+    sweep = quant.outlier_sweep([0, 8], n=8, k=256, m=8, n_outliers=1, threshold=6.0)
+    assert len(quant.plot_outlier_sweep(sweep, 6.0).axes[0].lines) == 4 + 1  # schemes + threshold

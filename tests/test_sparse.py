@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from book.core import sparsity24
 from book.chapters import sparse as sp
 
 
@@ -262,25 +263,17 @@ def test_class_specialization_measure():
     assert s[0] == pytest.approx(1.0) and s[1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_2_4_pattern_is_valid_and_keeps_the_largest():
-    torch.manual_seed(0)
-    w = torch.randn(16, 32)
-    mask = sp.mask_2_4(w)
-    groups = mask.view(16, 8, 4)
-    assert (groups.sum(2) == 2).all()
-    kept = (w.abs() * mask).view(16, 8, 4)
-    dropped = (w.abs() * ~mask).view(16, 8, 4)
-    assert (kept.max(2).values >= dropped.max(2).values).all()
-    assert (kept.masked_fill(~groups, float("inf")).min(2).values >= dropped.max(2).values).all()
-    assert sp.is_2_4(w * mask) and not sp.is_2_4(w)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        sp.mask_2_4(torch.randn(4, 25))
+def test_prune_2_4_masks_every_layer_that_takes_the_pattern_with_the_core_mask():
+    # the pattern itself (mask, check, storage) is book.core.sparsity24's, tested there
     model = sp.lenet5_caffe()
+    before = {n: w.clone() for n, w in sp.prunable_layers(model).items()}
     masks = sp.prune_2_4(model)
     assert masks["0.weight"].all()               # 25 inputs: left dense
-    assert sp.is_2_4(model[3].weight) and sp.is_2_4(model[7].weight)
-    sizes = sp.stored_bytes_2_4(torch.zeros(64, 64), bits=16)
-    assert sizes["values_ratio"] == 0.5 and sizes["with_metadata_ratio"] == pytest.approx(0.5625)
+    assert torch.equal(model[0].weight, before["0.weight"])
+    for name in ("3.weight", "7.weight", "9.weight"):
+        assert torch.equal(masks[name], sparsity24.mask(before[name]))
+        assert torch.equal(sp.prunable_layers(model)[name], sparsity24.prune(before[name]))
+        assert sparsity24.is_2_4(sp.prunable_layers(model)[name])
 
 
 def test_fixed_masks_fine_tune_keeps_2_4():
@@ -289,7 +282,7 @@ def test_fixed_masks_fine_tune_keeps_2_4():
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     w = sp.SparseMomentum(model, opt, 0.5, masks=masks)
     _steps(model, opt, w, n=3)
-    assert all(sp.is_2_4(p) for p in w.weights.values())
+    assert all(sparsity24.is_2_4(p) for p in w.weights.values())
 
 
 # -- the independent audit (sparse-1) -----------------------------------------------------------

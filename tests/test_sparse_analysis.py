@@ -66,3 +66,31 @@ def test_the_amortized_weight_gradient_reading_brackets_the_headline_numbers():
         assert c["step_speedup_bound_dense_wgrad"] < 3.01 < headline   # dense every step: < 3x
         lo, hi = c["step_speedup_heaviest_amortized_wgrad"], c["step_speedup_lightest_amortized_wgrad"]
         assert lo < headline < hi   # the counts alone cannot decide: the trained masks must
+
+
+def test_the_brain_gap_is_printed_and_judged_against_the_posts_order_of_magnitude():
+    gap = brain_gap.brain_to_gpu()
+    lines = brain_gap.ratios_text(gap).splitlines()
+    assert len(lines) == len(gap["ratios"]) + 1 and lines[-1].startswith("range 7.7e+06 to 2e+07")
+    assert not brain_gap.in_post_order(gap)                     # 1e7: two orders below
+    assert brain_gap.in_post_order({"low": 5e8, "high": 2e9})   # inside 10^8.5 .. 10^9.5
+    assert not brain_gap.in_post_order({"low": 1e10, "high": 2e10})
+    assert brain_gap.wrong_text(gap).startswith("says 10^9; ") and "50-130x too large" in brain_gap.wrong_text(gap)
+    assert brain_gap.note_text(gap).startswith("GPUs announced by 2019-07: V100 SXM2")
+
+
+def test_the_gpus_come_from_the_shared_spec_table():
+    from book.core import tables
+
+    names = {r["gpu"] for r in tables.gpu_specs()}
+    assert {g["gpu"] for g in brain_gap.gpus_by("2100-01")} <= names
+    assert brain_gap.GPU_SPECS == tables.GPU_SPECS_FILE
+
+
+def test_each_compression_method_is_listed_once_for_both_nets():
+    shared = [(m.method, m.author) for m in published.MNIST_METHODS["lenet5"]]
+    assert [(m.method, m.author) for m in published.MNIST_METHODS["lenet300"]][:len(shared)] == shared
+    assert len(shared) == 9 and len(published.MNIST_METHODS["lenet300"]) == 11
+    assert published.MNIST_METHODS["lenet5"][6] == published.Published("Learn weights&connections",
+                                                                       "Han 2015", 9.3, 0.8)
+    assert [p.density for p in published.PAPER_SPARSE_MOMENTUM["lenet300"]][:2] == [1.0, 1.5]

@@ -15,8 +15,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from book.chapters.gpu.formats import prune_2_4
-from book.chapters.gpu.specs import load_specs
+from book.chapters.gpu.formats import torch_threads
+from book.core import sparsity24
+from book.core.tables import gpu_specs_frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def stream_bandwidth(n_bytes: int = 64 * 2**20, device: str | torch.device = "cp
 def gpu_spec_for(name: str, specs=None):
     """The spec-table row whose GPU name best matches a device name (e.g. 'NVIDIA H100 80GB HBM3'
     → 'H100 SXM5'), or None."""
-    specs = load_specs() if specs is None else specs
+    specs = gpu_specs_frame() if specs is None else specs
     norm = name.upper().replace("NVIDIA", "").replace("GEFORCE", "")
     best = None
     for gpu in specs.index:
@@ -350,7 +351,7 @@ def sparse_speedup_trials(n: int, device: str | torch.device, *, rounds: int = 9
     from torch.sparse import to_sparse_semi_structured
 
     g = torch.Generator(device=dev).manual_seed(seed)
-    w = prune_2_4(torch.randn(n, n, device=dev, dtype=torch.float16, generator=g))
+    w = sparsity24.prune(torch.randn(n, n, device=dev, dtype=torch.float16, generator=g))
     x = torch.randn(n, n, device=dev, dtype=torch.float16, generator=g)
     ws = to_sparse_semi_structured(w)
     dense_out, sparse_out = torch.mm(w, x), torch.mm(ws, x)
@@ -374,3 +375,238 @@ def measure_sparse_speedup(n: int, device: torch.device, repeats: int = 10) -> d
     r = sparse_speedup_trials(n, device, rounds=max(2, repeats))
     dense, sparse = statistics.median(r["dense_s"]), statistics.median(r["sparse_s"])
     return {"n": n, "dense_s": dense, "sparse_s": sparse, "speedup": dense / sparse, "max_abs_diff": r["max_rel_diff"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's measurements of this machine, one per claim
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Machine:
+    """gpu-13: the device this run measures and the peak it is judged against: on a GPU its
+    spec-table row's dense fp16 Tensor TFLOPS and GB/s (None when the GPU is not in the table), on a
+    CPU `cpu_peak_under_profile`."""
+
+    device: torch.device
+    cpu: CpuPeak | None = None
+    gpu_name: str | None = None
+    peak: dict | None = None   # GPU only: {"fp16 TFLOPS": ..., "GB/s": ...}, None values when unknown
+
+    @property
+    def core(self) -> CpuPeak | None:
+        return None if self.cpu is None else self.cpu.per_core()
+
+    def summary(self) -> str:
+        if self.cpu is None:
+            if self.peak["fp16 TFLOPS"] is None:
+                return "the GPU's spec-table peaks: not in the spec table"
+            return (f"the GPU's spec-table peaks: {self.peak['fp16 TFLOPS']} dense fp16 Tensor TFLOPS, "
+                    f"{self.peak['GB/s']} GB/s")
+        return (f"fp32 peak per core at the ISA this process may use ({self.cpu.isa}): "
+                f"⟨{self.core.gflops:.0f}⟩ GFLOP/s ({self.cpu.flops_per_cycle} FLOPs/cycle at the "
+                "reported clock)")
+
+
+def this_machine(device: str | torch.device, specs=None) -> Machine:
+    """gpu-13: the `Machine` of `device` (a CUDA GPU looked up in the spec table, else this CPU)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        row = gpu_spec_for(name, specs)
+        return Machine(dev, gpu_name=name,
+                       peak={"fp16 TFLOPS": None if row is None else row["fp16_tensor_tflops"],
+                             "GB/s": None if row is None else row["memory_bandwidth_gbs"]})
+    return Machine(dev, cpu=cpu_peak_under_profile())
+
+
+@dataclass
+class MatmulSweep:
+    """gpu-13: matmul GFLOP/s per size and dtype (`measure_matmul`; fp8 on GPUs that have it) and
+    STREAM-like bandwidth on one machine."""
+
+    machine: Machine
+    sizes: list[int]
+    measured: "object"          # DataFrame: one row per (size, dtype)
+    bandwidth: dict[str, float]  # STREAM kernel -> GB/s
+
+    def table(self):
+        """GFLOP/s, a row per size and a column per dtype."""
+        return self.measured.pivot(index="n", columns="dtype", values="gflops").round(1)
+
+    def stream_text(self) -> str:
+        return "STREAM-like GB/s: " + ", ".join(f"{k} ⟨{v:.1f}⟩" for k, v in self.bandwidth.items())
+
+    @property
+    def roofs(self) -> dict[str, float]:
+        """GFLOP/s roof per dtype: on a CPU the cores torch may use (one thread under the numerics
+        profile), on a GPU the spec table's fp16 peak (NaN when unknown)."""
+        cpu, core = self.machine.cpu, self.machine.core
+        if cpu is not None:
+            used = min(torch.get_num_threads(), cpu.cores)
+            return {"fp32": core.gflops * used, "bf16": core.bf16_gflops * used}
+        return {"fp16": (self.machine.peak["fp16 TFLOPS"] or float("nan")) * 1000}
+
+    def plot_roofline(self):
+        """The measured matmuls and STREAM triad on the roofline of the roofs and the best STREAM kernel."""
+        import matplotlib.pyplot as plt
+
+        roofs, bw = self.roofs, self.bandwidth
+        bandwidth_gbs = max(bw.values())  # the best STREAM kernel: attainable bandwidth
+        ai = np.logspace(-2, 3, 200)
+        fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+        for (dt, roof), ls in zip(roofs.items(), ("-", "--")):
+            if np.isfinite(roof):
+                ax.loglog(ai, roofline(ai, roof, bandwidth_gbs), "k", ls=ls, lw=1,
+                          label=f"{dt} roof: {roof:,.0f} GFLOP/s, {bandwidth_gbs:.1f} GB/s")
+        for dt, grp in self.measured.groupby("dtype"):
+            ax.loglog(grp["intensity"], grp["gflops"], "o", label=f"matmul {dt}")
+        # the triad: 2 FLOPs per 12 bytes (fp32)
+        ax.loglog([2 / 12], [2 * bw["triad"] / 12], "s", color="tab:red", label="STREAM triad")
+        ax.set_xlabel("arithmetic intensity (FLOP/byte, operands moved once)"); ax.set_ylabel("GFLOP/s")
+        ax.set_title(f"roofline of this run's device ({self.machine.device.type})")
+        fig.legend(loc="outside right upper", fontsize=9)
+        return fig
+
+    def roof_summary(self) -> str:
+        """Per dtype with a roof: the highest point against it and how many points lie above it."""
+        lines = []
+        for dt, grp in self.measured.groupby("dtype"):
+            if np.isfinite(self.roofs.get(dt, float("nan"))):
+                frac = grp["gflops"] / self.roofs[dt]
+                lines.append(f"{dt}: highest point {frac.max():.2f}× its roof at the reported clock; "
+                             f"{int((frac > 1).sum())} of {len(frac)} above it")
+        return "\n".join(lines)
+
+
+def matmul_sweep(machine: Machine, *, quick: bool = True, progress: bool = True,
+                 sizes: list[int] | None = None, stream_bytes: int | None = None) -> MatmulSweep:
+    """gpu-13: the sweep the roofline shows. On a GPU fp32, tf32, bf16, fp16 (and fp8) up to 4096²
+    (16384² in full mode), 1 GiB STREAM arrays; on a CPU fp32 and bf16 up to 2048² (4096²), 128 MiB
+    arrays, well above a typical last-level cache. Without native bf16 (AVX2) bf16 is emulated and
+    ~100× slower, so only a few sizes run. `sizes` and `stream_bytes` override the defaults."""
+    dev = machine.device
+    if dev.type == "cuda":
+        default = [1024, 2048, 4096] if quick else [1024, 2048, 4096, 8192, 16384]
+        configs = [("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                   ("bf16", torch.bfloat16, None), ("fp16", torch.float16, None)]
+        default_bytes = 1 << 30
+    else:
+        default = ([16, 64, 128, 256, 512, 1024, 2048] if quick
+                   else [16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
+        configs = [("fp32", torch.float32, None), ("bf16", torch.bfloat16, None)]
+        default_bytes = 128 << 20
+    sizes = default if sizes is None else list(sizes)
+    stream_bytes = default_bytes if stream_bytes is None else stream_bytes
+    if progress:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tqdm warns when ipywidgets is absent
+            from tqdm.auto import tqdm
+        configs = tqdm(configs, desc="matmul")
+    results = []
+    for label, dtype, tf32 in configs:
+        for n in sizes:
+            emulated = dev.type == "cpu" and dtype != torch.float32 and not machine.cpu.bf16_flops_per_cycle
+            if emulated and (n > 256 or n == 128):
+                continue
+            r = measure_matmul(n, dtype, dev, repeats=3 if quick else 7, tf32=tf32)
+            results.append({**r, "dtype": label})
+    if dev.type == "cuda":
+        for n in sizes:
+            r = measure_fp8_matmul(n, dev)
+            if r is not None:
+                results.append({**r, "dtype": "fp8"})
+    import pandas as pd
+
+    bw = stream_bandwidth(stream_bytes, dev, repeats=3 if quick else 7)
+    return MatmulSweep(machine, sizes, pd.DataFrame(results), bw)
+
+
+@dataclass
+class PeakFraction:
+    """gpu-13: a large matmul's rate in interleaved rounds against the machine's roof: on a CPU one
+    thread's fp32 against one core's derived peak (a thread pool on a shared machine waits for its
+    slowest thread), on a GPU fp16 against the spec table's dense fp16 peak (`roof` None: unknown)."""
+
+    n: int
+    rounds: int
+    trials: list[float]                   # GFLOP/s per round
+    roof: float | None                    # GFLOP/s
+    small: list[float] | None = None      # CPU only: the 64² matmul's GFLOP/s per round
+    isa: str = ""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.trials))
+
+    @property
+    def interval_estimate(self) -> tuple[float, float, float]:
+        from book.core.timing import mean_interval
+
+        return mean_interval(np.asarray(self.trials) / self.roof)
+
+    @property
+    def estimate(self) -> float:
+        return self.interval_estimate[0]
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.interval_estimate[1:]
+
+    def summary(self) -> str:
+        est, lo, hi = self.interval_estimate
+        return (f"one thread, fp32 {self.n}², {self.rounds} interleaved rounds: {self.mean:.0f} "
+                f"GFLOP/s = {est:.2f} [{lo:.2f}, {hi:.2f}] of one core's derived peak; 64²: "
+                f"{np.mean(self.small):.0f} GFLOP/s")
+
+
+def peak_fraction(machine: Machine, n: int, *, rounds: int = 7, seed: int = 0) -> PeakFraction:
+    """gpu-13: `matmul_rate_trials` of an n² matmul against the roof of `machine` (see `PeakFraction`)."""
+    dev = machine.device
+    if dev.type == "cuda":
+        trials = matmul_rate_trials({f"{n}²": n}, dev, rounds=rounds, seed=seed, dtype=torch.float16)[f"{n}²"]
+        tflops = machine.peak["fp16 TFLOPS"]
+        return PeakFraction(n, rounds, trials, None if tflops is None else tflops * 1000)
+    with torch_threads(1):
+        trials = matmul_rate_trials({f"{n}²": n, "64²": 64}, dev, rounds=rounds, seed=seed)
+    isa = (f"{machine.cpu.isa} (the ISA the numerics profile lets MKL use)" if profile_isa_cap()
+           else "this CPU's widest vector ISA (no numerics profile: see the status page)")
+    return PeakFraction(n, rounds, trials[f"{n}²"], machine.core.gflops, trials["64²"], isa)
+
+
+@dataclass
+class SpeedupIntervals:
+    """gpu-16 / gpu-7: paired-ratio intervals (estimate, low, high) of timed variants against a baseline."""
+
+    n: int
+    speedups: dict[str, tuple[float, float, float]]
+    baseline: str
+    max_rel_diff: float | None = None
+
+    def summary(self) -> str:
+        if self.max_rel_diff is not None:  # 2:4 sparse against dense
+            est, lo, hi = self.speedups["sparse"]
+            return (f"2:4 sparse over dense at {self.n}²: {est:.2f}x [{lo:.2f}, {hi:.2f}]; results "
+                    f"differ by {self.max_rel_diff:.1e} (relative)")
+        return "\n".join(f"{k} over {self.baseline} at {self.n}²: {e:.2f}x [{lo:.2f}, {hi:.2f}]"
+                         for k, (e, lo, hi) in self.speedups.items())
+
+
+def tensor_core_speedups(n: int, device: str | torch.device, *, rounds: int = 7,
+                         seed: int = 0) -> SpeedupIntervals:
+    """gpu-16: `tensor_core_trials` as speed-ups over fp32 with their intervals (NeedsCuda off a GPU)."""
+    from book.core.timing import paired_ratio_interval
+
+    tc = tensor_core_trials(n, device, rounds=rounds, seed=seed)
+    return SpeedupIntervals(n, {k: paired_ratio_interval(v, tc["fp32"])
+                                for k, v in tc.items() if k != "fp32"}, "fp32")
+
+
+def sparse_speedup(n: int, device: str | torch.device, *, rounds: int = 9, seed: int = 0) -> SpeedupIntervals:
+    """gpu-7: `sparse_speedup_trials` as the sparse-over-dense speed-up with its interval (NeedsCuda
+    off a GPU with sparse Tensor Cores)."""
+    from book.core.timing import paired_ratio_interval
+
+    sp = sparse_speedup_trials(n, device, rounds=rounds, seed=seed)
+    speedup = paired_ratio_interval(sp["sparse_s"], sp["dense_s"])
+    return SpeedupIntervals(sp["n"], {"sparse": speedup}, "dense", sp["max_rel_diff"])

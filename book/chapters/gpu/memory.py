@@ -296,3 +296,106 @@ def tiled_matmul(a: np.ndarray | None, b: np.ndarray | None, tile: int, n: int |
         raise ValueError(f"tile={tile!r} must be a positive int that divides n={size}")
     run = run_tiled_matmul(a, b, tile, l2_bytes=cache_tiles * tile * tile * a.dtype.itemsize)
     return (run.c if given else None), run.count
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's experiments on these models (gpu-1, gpu-5)
+# ---------------------------------------------------------------------------------------------
+# gpu-1's table: the post's latencies (tile load 200 = L2), tile load from DRAM (380), faster shared
+# memory (20), slower L2 (300), async copies hiding everything (load 30)
+LATENCY_VARIANTS = {"post": Latencies(), "DRAM 380": Latencies(tile_load=380),
+                    "shared 20": Latencies(shared=20), "L2 300": Latencies(l2=300),
+                    "async 30": Latencies(l2=30)}
+MIB_FP32 = 4 / 2**20  # MiB per fp32 element
+
+
+def largest_shared_tile(shared_kb: float) -> int:
+    """gpu-5: the largest power-of-two T whose fp32 A and B tiles (2·T²·4 bytes) fit `shared_kb`."""
+    return max(t for t in (2**k for k in range(2, 12)) if 2 * t * t * 4 <= shared_kb * 1024)
+
+
+@dataclass
+class TilingExperiment:
+    """gpu-5: an N×N fp32 tiled matmul run at each tile size, and at T = 16 behind L2 models of
+    0, 1/8, 1/2 and 1 × the operands' bytes; every global read counted as it ran."""
+
+    n: int
+    tiles: list[int]
+    a: np.ndarray
+    b: np.ndarray
+    runs: dict[int, TiledRun]
+    l2_runs: dict[str, TiledRun]
+    product_err: float  # largest |tiled - A@B| relative to max |A@B|
+
+    @property
+    def reuse(self) -> list[float]:
+        return [self.runs[t].count.reuse for t in self.tiles]
+
+    @property
+    def elements(self) -> int:
+        return self.a.size + self.b.size
+
+    @property
+    def holds(self) -> bool:
+        """Exact products, reuse rising with the tile, an L2 holding A and B reading each element
+        once, and no L2 reading more."""
+        with_l2 = self.l2_runs["1 × the operands"].count.loads
+        without = self.l2_runs["0 × the operands"].count.loads
+        return (self.product_err < 1e-5 and all(r2 > r1 for r1, r2 in zip(self.reuse, self.reuse[1:]))
+                and with_l2 == self.elements and without > with_l2)
+
+    @property
+    def measured(self) -> list[float]:
+        """FLOPs per global read per tile; global reads over elements with a full L2 and with none."""
+        with_l2 = self.l2_runs["1 × the operands"].count.loads
+        without = self.l2_runs["0 × the operands"].count.loads
+        return ([round(r, 1) for r in self.reuse]
+                + [round(with_l2 / self.elements, 3), round(without / self.elements, 2)])
+
+    def table(self):
+        """Tile reads, global reads against 2N³/T, and FLOPs per element read, per tile size."""
+        import pandas as pd
+
+        n, tiles = self.n, self.tiles
+        return pd.DataFrame({"tile": tiles, "tile reads": [self.runs[t].count.tile_loads for t in tiles],
+                             "global reads (MiB)": [self.runs[t].count.loads * MIB_FP32 for t in tiles],
+                             "2N³/T (MiB)": [2 * n**3 / t * MIB_FP32 for t in tiles],
+                             "FLOPs per element read": self.reuse}).set_index("tile")
+
+    def l2_table(self):
+        """Global reads and reads served by L2, per L2 size (T = 16)."""
+        import pandas as pd
+
+        return pd.DataFrame({name: {"global reads (MiB)": r.count.loads * MIB_FP32,
+                                    "served by L2 (tile reads)": r.count.l2_hits}
+                             for name, r in self.l2_runs.items()}).T
+
+    def plot(self):
+        """Counted global reads against the tile size, with the floor an L2 holding A and B gives."""
+        import matplotlib.pyplot as plt
+
+        tiles = self.tiles
+        fig, ax = plt.subplots(figsize=(7.5, 3.8), layout="constrained")
+        ax.loglog(tiles, [self.runs[t].count.loads * MIB_FP32 for t in tiles], "o-", base=2,
+                  label="counted global reads")
+        ax.loglog(tiles, [(self.a.nbytes + self.b.nbytes) / 2**20] * len(tiles), "k--", base=2,
+                  label="each element once (L2 holds A and B)")
+        ax.set_xlabel("tile size T"); ax.set_ylabel("global-memory reads (MiB)")
+        ax.set_title(f"{self.n}×{self.n} fp32 tiled matmul")
+        ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=9)
+        return fig
+
+
+def tiling_experiment(n: int, tiles: list[int], seed: int = 0) -> TilingExperiment:
+    """gpu-5: random N×N fp32 A and B (numpy's default_rng(seed)), multiplied tiled at each tile size
+    and, at T = 16, behind LRU L2 models of 0, 1/8, 1/2 and 1 × the operands (about a second)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    reference = a @ b
+    runs = {t: run_tiled_matmul(a, b, t) for t in tiles}
+    err = max(float(np.abs(r.c - reference).max() / np.abs(reference).max()) for r in runs.values())
+    operands = a.nbytes + b.nbytes
+    l2_runs = {f"{frac:g} × the operands": run_tiled_matmul(a, b, 16, l2_bytes=int(frac * operands))
+               for frac in (0, 1 / 8, 1 / 2, 1)}
+    return TilingExperiment(n, list(tiles), a, b, runs, l2_runs, err)

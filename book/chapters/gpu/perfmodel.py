@@ -341,3 +341,255 @@ def decide(specs, memory_gb_needed: float, metric: str, *, budget_usd: float = m
     _, price = ownership_usd(specs, kw.get("prices"))
     ranked = ranking(specs, metric, min_memory_gb=memory_gb_needed, **kw)
     return [g for g in ranked if price[g] <= budget_usd and specs.loc[g, "segment"] in segments]
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's readings of these models, one per claim
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CacheReadings:
+    """gpu-15: the post's "L2 3–5×, shared ~7–10× faster than global memory" read two ways: as
+    latency (the post's cycles) and as bandwidth (A100 whitepaper)."""
+
+    latency: dict
+    bandwidth: dict
+
+    @staticmethod
+    def fits(r) -> bool:
+        """Both ranges hold: L2 in 3–5×, shared in ~7–10× (±15 %)."""
+        return 3 <= r["L2"] <= 5 and 7 * 0.85 <= r["shared"] <= 10 * 1.15
+
+    def table(self):
+        """One row per reading: the L2 and shared speed-ups and whether each is in the post's range."""
+        import pandas as pd
+
+        readings = pd.DataFrame({"latency (the post's cycles)": self.latency,
+                                 "bandwidth (A100 whitepaper)": self.bandwidth}).T[["L2", "shared"]]
+        readings["L2 in 3–5×"] = [3 <= r["L2"] <= 5 for _, r in readings.iterrows()]
+        readings["shared in ~7–10×"] = [5.95 <= r["shared"] <= 11.5 for _, r in readings.iterrows()]
+        return readings
+
+    @property
+    def holds(self) -> dict[str, bool]:
+        return {name: self.fits(r) for name, r in self.table().iterrows()}
+
+    @property
+    def measured(self) -> list[float]:
+        """global/L2 and global/shared by latency, then by bandwidth."""
+        return [round(self.latency["L2"], 2), round(self.latency["shared"], 2),
+                round(self.bandwidth["L2"], 2), round(self.bandwidth["shared"], 2)]
+
+    @property
+    def upper_end_gap_pct(self) -> float:
+        """How far below the nearer shared-memory reading the post's upper end (10×) lies, in %."""
+        return 100 * (1 - 10 / min(self.latency["shared"], self.bandwidth["shared"]))
+
+    def summary(self) -> str:
+        return "\n".join(f"{name}: {'both ranges hold' if ok else 'not both ranges'}"
+                         for name, ok in self.holds.items())
+
+
+def cache_readings() -> CacheReadings:
+    """gpu-15: `cache_speedups` of the post's latencies and `A100_BANDWIDTH.speedups()`."""
+    from book.chapters.gpu.memory import Latencies, cache_speedups
+
+    return CacheReadings(cache_speedups(Latencies()), A100_BANDWIDTH.speedups())
+
+
+def plot_metric_bars(table, *, xlabel: str, title: str):
+    """gpu-17, gpu-12: the post's chart style, one horizontal bar per card and metric (`table`: a
+    column per metric, e.g. `raw_chart` or `chart_perf_per_dollar`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 7), layout="constrained")
+    y = np.arange(len(table))
+    for k, (metric, colour) in enumerate(zip(METRICS, ("tab:orange", "tab:blue", "tab:green"))):
+        ax.barh(y + (k - 1) * 0.27, table[metric], height=0.27, color=colour, label=metric)
+    ax.set_yticks(y, table.index); ax.invert_yaxis(); ax.tick_params(labelsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.legend(loc="outside upper center", ncols=3, fontsize=9)
+    return fig
+
+
+@dataclass(frozen=True)
+class Fp8Lead:
+    """gpu-17: the H100 SXM's place in the raw chart at the post's L2 factors 1.5 and 2.0."""
+
+    first_everywhere: list[bool]   # H100 SXM first in every metric, per L2 factor
+    ratio_4090: list[float]        # RTX 4090 / H100 SXM in 8-bit inference, per L2 factor
+    gap_growth: list[float]        # the H100's 8-bit lead over its 16-bit lead against the best non-FP8 card
+    best_old: str                  # the best card without FP8 at L2 factor 1.75
+    lead_8bit: float               # the H100's lead over it at 1.75, 8-bit inference
+    lead_16bit: float              # and 16-bit inference
+
+    @property
+    def holds(self) -> bool:
+        return (all(self.first_everywhere) and all(0.28 <= r <= 0.38 for r in self.ratio_4090)
+                and min(self.gap_growth) >= 1.5)
+
+    @property
+    def measured(self) -> list[float]:
+        return [round(self.ratio_4090[0], 3), round(min(self.gap_growth), 2)]
+
+    def summary(self) -> str:
+        return (f"H100 SXM first in every metric at L2 factor 1.5 and 2.0: {all(self.first_everywhere)}; "
+                f"RTX 4090 / H100 SXM, 8-bit inference: {self.ratio_4090[0]:.3f}\n"
+                f"the H100's lead over the best card without FP8 ({self.best_old}): "
+                f"{self.lead_8bit:.1f}x in 8-bit inference, {self.lead_16bit:.1f}x in 16-bit "
+                "(L2 factor 1.75)")
+
+
+def fp8_lead(specs) -> Fp8Lead:
+    """gpu-17: `raw_chart` at each of the post's L2 factors: who is first, the RTX 4090's 8-bit ratio
+    and how much more the H100 leads the cards without FP8 in 8-bit than in 16-bit inference."""
+    no_fp8 = specs.index[specs["fp8_tensor_tflops"].isna()]
+    first, ratio, growth = [], [], []
+    for f in POST_L2_FACTOR:
+        chart = raw_chart(specs, l2_factor=f)
+        first.append(all(chart[m].idxmax() == REFERENCE for m in METRICS))
+        ratio.append(float(chart.loc["RTX 4090", "8-bit inference"]))
+        gap8 = 1 / chart.loc[no_fp8, "8-bit inference"].max()
+        gap16 = 1 / chart.loc[no_fp8, "16-bit inference"].max()
+        growth.append(float(gap8 / gap16))
+    raw = raw_chart(specs)
+    best_old = raw.loc[no_fp8, "8-bit inference"].idxmax()
+    return Fp8Lead(first, ratio, growth, best_old, 1 / raw.loc[best_old, "8-bit inference"],
+                   1 / raw.loc[best_old, "16-bit inference"])
+
+
+POST_PICKS = dict(zip(METRICS, ["RTX 4070 Ti", "RTX 4070 Ti", "RTX 3080"]))  # the post's cost-effective picks
+
+
+@dataclass(frozen=True)
+class PicksReport:
+    """gpu-12: the leaders of each metric at launch prices, and the price at which each of the
+    post's picks would lead (L2 factor 1.5 and 2.0)."""
+
+    leaders: dict[str, str]
+    lines: list[str]
+    train_factor: float   # the Ada/Hopper training L2 factor below which the RTX 3080 leads
+
+    def summary(self) -> str:
+        return "\n".join(self.lines + [
+            f"16-bit training: the RTX 3080 leads at launch prices if the Ada/Hopper training L2 factor "
+            f"is below {self.train_factor:.2f} (the post: 'for larger models the speedups are lower during "
+            f"training')"])
+
+
+def post_picks(specs, picks: dict[str, str] = POST_PICKS) -> PicksReport:
+    """gpu-12: `ranking` and `price_to_lead` of the post's pick in each metric, and the training L2
+    factor (`factor_to_lead`) at which the RTX 3080 leads 16-bit training."""
+    leaders, lines = {}, []
+    for metric, pick in picks.items():
+        order = ranking(specs, metric)
+        leaders[metric] = order[0]
+        lead_at = [price_to_lead(specs, pick, metric, l2_factor=f) for f in POST_L2_FACTOR]
+        where = ("leads" if order[0] == pick
+                 else f"ranks {order.index(pick) + 1} of {len(order)} (first: {order[0]})")
+        price_text = " and ".join("never" if math.isnan(p) else f"${p:,.0f}" for p in lead_at)
+        lines.append(f"{metric}: the post's {pick} {where} at launch prices; it would lead at ≤ {price_text} "
+                     f"(L2 factor 1.5 and 2.0; launch price ${specs.loc[pick, 'price_usd']:,.0f})")
+    factor = min(factor_to_lead(specs, g, "RTX 3080", "16-bit training")
+                 for g in specs.index if specs.loc[g, "architecture"] in LARGE_L2_ARCHITECTURES)
+    return PicksReport(leaders, lines, factor)
+
+
+@dataclass(frozen=True)
+class PpdRatio:
+    """gpu-14: the RTX 4070 Ti's 8-bit performance per dollar over the RTX 3090's at the post's L2
+    factors 1.5 and 2.0, and the RTX 3090 prices at which the ratio is the post's 2×."""
+
+    ratios: list[float]
+    price_3090_2x: list[float]
+    launch_3090: float
+
+    def summary(self) -> str:
+        return (f"RTX 4070 Ti / RTX 3090, 8-bit perf per dollar at launch prices: {self.ratios[0]:.2f}x "
+                f"(L2 factor 1.5) to {self.ratios[1]:.2f}x (2.0); the post's 2x holds with an RTX 3090 at "
+                f"${self.price_3090_2x[1]:,.0f} to ${self.price_3090_2x[0]:,.0f} (launch price "
+                f"${self.launch_3090:,.0f}) and the RTX 4070 Ti at its launch price")
+
+
+def ppd_ratio_4070ti_3090(specs) -> PpdRatio:
+    """gpu-14: `chart_perf_per_dollar`'s 4070 Ti / 3090 ratio; perf/$ ∝ 1 / (price + extra), so the
+    ratio falls to 2 when the 3090's total cost shrinks by r/2."""
+    ratios = []
+    for f in POST_L2_FACTOR:
+        t = chart_perf_per_dollar(specs, l2_factor=f)
+        ratios.append(float(t.loc["RTX 4070 Ti", "8-bit inference"] / t.loc["RTX 3090", "8-bit inference"]))
+    total, _ = ownership_usd(specs)
+    extra_3090 = total["RTX 3090"] - specs.loc["RTX 3090", "price_usd"]  # computer + electricity
+    return PpdRatio(ratios, [2 * total["RTX 3090"] / r - extra_3090 for r in ratios],
+                    specs.loc["RTX 3090", "price_usd"])
+
+
+POST_NEEDS = {"image generation (12 GB)": 12, "transformers (24 GB)": 24, "servers (48 GB)": 48}
+
+
+def decision_table(specs, needs: dict[str, float] = POST_NEEDS, top: int = 3):
+    """gpu-22: the first `top` cards `decide` picks for each memory need (rows) and metric (columns)."""
+    import pandas as pd
+
+    return pd.DataFrame({metric: {need: ", ".join(decide(specs, gb, metric)[:top])
+                                  for need, gb in needs.items()} for metric in METRICS})
+
+
+def server_picks_hold(specs) -> bool:
+    """gpu-22: at both of the post's L2 factors and in every metric, the RTX 6000 Ada is the first
+    ≥ 48 GB card, and the H100 SXM and the L40 both rank above the RTX A6000."""
+    ok = []
+    for f in POST_L2_FACTOR:
+        for metric in METRICS:
+            order = decide(specs, 48, metric, l2_factor=f)
+            ok.append(order[0] == "RTX 6000 Ada"
+                      and max(order.index("H100 SXM5"), order.index("L40")) < order.index("RTX A6000"))
+    return all(ok)
+
+
+def fp8_span_within(span, bounds: tuple[float, float] = POST_FP8_TRAINING) -> bool:
+    """gpu-18: every FP8 card's modelled ratio (`fp8_training_span`) within the post's 3–4×."""
+    lo, hi = bounds
+    return bool((span["min"] >= lo - 1e-9).all() and (span["max"] <= hi + 1e-9).all())
+
+
+def bert_large_step(specs, card: str = "RTX 4090", utilisation: float = 0.55) -> TrainingStep:
+    """gpu-19, gpu-20: the stated workload, BERT-large with 16×512 tokens per GPU on `card` at
+    `utilisation` of its dense fp16 peak."""
+    return TrainingStep(f"BERT-large, 16×512 tokens per GPU, {card} at {100 * utilisation:.0f} % of "
+                        "its fp16 peak",
+                        params=340e6, tokens_per_gpu=16 * 512,
+                        tflops=utilisation * specs.loc[card, "fp16_tensor_tflops"])
+
+
+def communication_table(step: TrainingStep, hidden: dict[str, float] | None = None):
+    """gpu-19, gpu-20: PCIe generation and lanes (% slower) and two machines over a network
+    (speed-up), with no overlap and with the backward pass covering 2/3 of the exchange."""
+    import pandas as pd
+
+    hidden = {"no overlap": 0.0, "backward covers it": 2 / 3} if hidden is None else hidden
+    return pd.DataFrame({name: {
+        "PCIe 4.0 x16 vs 5.0 x16 (% slower)": pcie_cost(step, hidden_fraction=h),
+        "x4 vs x8 lanes, PCIe 4.0 (% slower)": pcie_cost(step, slow=(4, 4), fast=(4, 8), hidden_fraction=h),
+        "two machines at 10 Gbit/s (speed-up)": two_machine_speedup(step, 10, hidden_fraction=h),
+        "two machines at 50 Gbit/s (speed-up)": two_machine_speedup(step, 50, hidden_fraction=h)}
+        for name, h in hidden.items()})
+
+
+def describe_step(step: TrainingStep) -> str:
+    """gpu-19, gpu-20: the step's compute and gradient size, and the network at which two machines
+    break even and reach 1.5×."""
+    return (f"{step.name}: {1000 * step.compute_s:.0f} ms of compute per step, "
+            f"{step.gradient_bytes / 1e9:.2f} GB of gradients\n"
+            f"two machines break even at {break_even_gbit(step):.0f} Gbit/s and reach 1.5x at "
+            f"{break_even_gbit(step, 1.5):.0f} Gbit/s with no overlap")
+
+
+def workload_memory_table():
+    """gpu-21: parameters and GB of each of `WORKLOADS` in fp16, 8-bit and full Adam training."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": name, "params (B)": params / 1e9, "fp16 (GB)": memory_gb(params, 2),
+                          "8-bit (GB)": memory_gb(params, 1),
+                          "Adam training (GB)": memory_gb(params, TRAINING_BYTES_PER_PARAM)}
+                         for name, (params, _source) in WORKLOADS.items()]).set_index("model")

@@ -4,54 +4,29 @@ performance per dollar and the recommendation as a decision function (gpu-12, gp
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from book.core.registry import DATA_FILES
 
-# the package's data folder, one level above this subpackage
-SPECS_FILE = DATA_FILES / "gpu_specs.csv"
+from book.chapters.gpu.memory import BERT_BASE, fits_l2_up_to_tokens
+from book.core.tables import gpu_specs_frame
+
 HOURS_PER_YEAR = 24 * 365
 
-
-# ---------------------------------------------------------------------------------------------
-# The spec table
-# ---------------------------------------------------------------------------------------------
-SPEC_COLUMNS = ("gpu", "architecture", "segment", "memory_bandwidth_gbs", "fp16_tensor_tflops",
-                "fp8_tensor_tflops", "l2_mb", "l1_shared_kb_per_sm", "memory_gb", "tdp_w",
-                "price_usd", "price_kind", "price_date", "price_source", "spec_date", "spec_source")
-REQUIRED_COLUMNS = tuple(c for c in SPEC_COLUMNS if c != "fp8_tensor_tflops")  # fp8: blank where none
-_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
+# the spec table's columns named short, so its two halves fit the page
+SHORT_COLUMNS = {"architecture": "arch", "memory_bandwidth_gbs": "GB/s", "fp16_tensor_tflops": "fp16 TFLOPS",
+                 "fp8_tensor_tflops": "fp8 TFLOPS", "l2_mb": "L2 MB", "l1_shared_kb_per_sm": "L1/shared KB",
+                 "memory_gb": "mem GB", "tdp_w": "TDP W", "price_usd": "price USD",
+                 "price_kind": "price kind", "price_date": "price date"}
 
 
-def load_specs(path: str | os.PathLike | None = None):
-    """The spec table as a DataFrame indexed by GPU name; raises ValueError if a row lacks a number,
-    a date or a source. Columns: bandwidth (GB/s), dense fp16 Tensor TFLOPS with fp32 accumulate,
-    dense fp8 TFLOPS (fp16 accumulate; NaN where no fp8), L2 (MB), L1+shared per SM (KB), memory (GB),
-    TDP (W), price (USD) with its kind, date and source, and the date and source of the specs."""
-    import pandas as pd
-
-    df = pd.read_csv(path or SPECS_FILE)
-    missing_cols = [c for c in SPEC_COLUMNS if c not in df.columns]
-    if missing_cols:
-        raise ValueError(f"spec table lacks columns: {missing_cols}")
-    problems = []
-    for _, row in df.iterrows():
-        for col in REQUIRED_COLUMNS:
-            if pd.isna(row[col]) or str(row[col]).strip() == "":
-                problems.append(f"{row['gpu']}: {col} is empty")
-        for col in ("price_date", "spec_date"):
-            if not pd.isna(row[col]) and not _DATE.match(str(row[col])):
-                problems.append(f"{row['gpu']}: {col}={row[col]!r} is not YYYY-MM[-DD]")
-    if df["gpu"].duplicated().any():
-        problems.append("duplicate GPU names")
-    if problems:
-        raise ValueError("spec table: " + "; ".join(problems))
-    return df.set_index("gpu")
+def spec_tables(specs):
+    """The spec table (`book.core.tables.gpu_specs_frame`) as the page shows it: the hardware
+    columns, and the power and price columns, each with short names."""
+    hardware = specs[["architecture", "memory_bandwidth_gbs", "fp16_tensor_tflops", "fp8_tensor_tflops",
+                      "l2_mb", "l1_shared_kb_per_sm", "memory_gb"]].rename(columns=SHORT_COLUMNS)
+    return hardware, specs[["tdp_w", "price_usd", "price_date", "price_kind"]].rename(columns=SHORT_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +139,48 @@ class CloudVsDesktop:
         per_day = self.cloud_usd_per_hour * self.utilization * 24 - self.electricity_per_year / 365
         return math.inf if per_day <= 0 else self.desktop_usd / per_day
 
+    def summary(self, utilizations: Sequence[float] = (0.05, 0.10, 0.15, 0.35, 0.60)) -> str:
+        """gpu-10: the electricity, the two costs the post quotes, the break-even, and the break-even
+        at other rates of use (the post's typical ones)."""
+        return (f"{self.kwh_per_year:.1f} kWh/year = ${self.electricity_per_year:.2f}; cloud for 300 days "
+                f"${float(self.cloud_cost(300)):,.0f}; desktop after a year "
+                f"${float(self.desktop_cost(365)):,.0f}; "
+                f"break-even {self.break_even_days:.0f} days\n"
+                "break-even by utilisation (the post's typical rates): "
+                + ", ".join(f"{u:.0%} {CloudVsDesktop(utilization=u).break_even_days:.0f} days"
+                            for u in utilizations))
+
+    def plot(self, days: int = 3 * 365, others: Sequence[float] = (0.05, 0.35)):
+        """gpu-10: cumulative cost of desktop and cloud over `days`, also at the `others` rates of use."""
+        import matplotlib.pyplot as plt
+
+        t = np.arange(0, days + 1)
+        fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+        ax.plot(t, self.desktop_cost(t), label="desktop: $2,200 + electricity")
+        ax.plot(t, self.cloud_cost(t), label="cloud: $2.14/h × 15 %")
+        for util, ls in zip(others, (":", "--")):
+            other = CloudVsDesktop(utilization=util)
+            ax.plot(t, other.cloud_cost(t), "C1", ls=ls, lw=1, label=f"cloud at {util:.0%} use")
+            ax.plot(t, other.desktop_cost(t), "C0", ls=ls, lw=1, label=f"desktop at {util:.0%} use")
+        ax.axvline(self.break_even_days, color="k", lw=0.8)
+        ax.set_ylim(0, 6000); ax.set_xlabel("days"); ax.set_ylabel("cumulative cost (USD)")
+        fig.legend(loc="outside lower center", ncols=3, fontsize=9)
+        return fig
+
+
+def plot_power_limit(tdp_w: float, measured_pct: float = 7.0):
+    """gpu-9: the P ∝ f³ model's slowdown from 150 W up to `tdp_w`, with the post's measurement
+    (`measured_pct` at 50 W below TDP; the RTX 2080 Ti in the post)."""
+    import matplotlib.pyplot as plt
+
+    limits_w = np.arange(150, tdp_w + 1, 10)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    ax.plot(limits_w, 100 * (1 - power_limited_speed(tdp_w, limits_w)), label="P ∝ f³ model")
+    ax.plot([tdp_w - 50], [measured_pct], "ro", label="post's measurement (−50 W)")
+    ax.set_xlabel("power limit (W), RTX 2080 Ti"); ax.set_ylabel("slowdown (%)")
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=9)
+    return fig
+
 
 def relative_performance(specs, precision: str = "16-bit", reference: str = "RTX 4090"):
     """The bandwidth-only model (no L2 factor; the chapter's charts use
@@ -229,7 +246,7 @@ def recommend(memory_gb: float, precision: str, budget_usd: float, specs=None, *
         raise ValueError(f"budget_usd must be a positive number, not {budget_usd!r}")
     if precision not in ("16-bit", "8-bit"):
         raise ValueError(f"precision must be '16-bit' or '8-bit', not {precision!r}")
-    specs = load_specs() if specs is None else specs
+    specs = gpu_specs_frame() if specs is None else specs
     bad = set(segments) - set(specs["segment"])
     if bad:
         raise ValueError(f"unknown segments: {sorted(bad)}")
@@ -264,3 +281,81 @@ def post_ratios(specs, **kw) -> dict[str, float]:
     perf = relative_performance(specs, "8-bit")
     return {"ppd_4070ti_over_3090": float(ppd.loc["RTX 4070 Ti", "perf_per_dollar"] / ppd.loc["RTX 3090", "perf_per_dollar"]),
             "perf_4090_over_h100": float(perf["RTX 4090"] / perf["H100 SXM5"])}
+
+
+@dataclass
+class L2Fit:
+    """gpu-4: for each card of the spec table, how many tokens of BERT-large's weight matmuls (input
+    and weight together, fp16) its L2 holds; `series` is the post's table of shared memory and L2."""
+
+    series: "object"  # DataFrame: the post's table against the spec table, per card
+    limits: "object"  # DataFrame: L2, whether in the post's table, architecture, tokens, sequences
+
+    @property
+    def _post(self):
+        return self.limits[self.limits["in the post's table"]]
+
+    @property
+    def ada_tokens(self):
+        return self._post.loc[self._post["architecture"] == "Ada", "tokens that fit"]
+
+    @property
+    def other_tokens(self):
+        return self._post.loc[self._post["architecture"] != "Ada", "tokens that fit"]
+
+    @property
+    def holds(self) -> bool:
+        """Every RTX 40 card holds a 512-token sequence; no other card of the post's table any."""
+        return bool(self.ada_tokens.min() >= 512 and self.other_tokens.max() == 0)
+
+    @property
+    def measured(self) -> list[int]:
+        return [int(self.ada_tokens.min()), int(self.ada_tokens.max()), int(self.other_tokens.max())]
+
+    def summary(self) -> str:
+        outside = self.limits[~self.limits["in the post's table"] & (self.limits["tokens that fit"] > 0)]
+        base_6mb = fits_l2_up_to_tokens(6.0, **BERT_BASE)
+        return (f"every RTX 40 card holds them up to {int(self.ada_tokens.min())} tokens; no card of the "
+                f"post's other series holds them at any batch (most: {int(self.other_tokens.max())} tokens)\n"
+                "cards outside the post's table that hold them too: "
+                + ", ".join(f"{g} ({int(t)} tokens)" for g, t in outside["tokens that fit"].items())
+                + f"\nfor contrast, BERT-base's weight matmuls fit a 6 MB L2 up to {base_6mb} tokens")
+
+    def plot(self):
+        """Sequences of 512 tokens that fit each card's L2: RTX 40s, the post's other series, the rest."""
+        import matplotlib.pyplot as plt
+
+        shown = self.limits.sort_values("tokens that fit")
+        colours = ["tab:orange" if a == "Ada" and p else "tab:blue" if p else "tab:gray"
+                   for a, p in zip(shown["architecture"], shown["in the post's table"])]
+        fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+        ax.barh(shown.index, shown["sequences of 512"], color=colours)
+        for y, (card, seqs) in enumerate(shown["sequences of 512"].items()):
+            if seqs == 0:
+                in_table = shown.loc[card, "in the post's table"]
+                ax.text(0.2, y, "none", va="center", fontsize=9, color="tab:blue" if in_table else "tab:gray")
+        ax.set_xlabel("sequences of 512 tokens whose weight matmuls fit in L2 (fp16)")
+        ax.set_title("BERT-large: input + weight of every weight matmul in L2")
+        ax.text(0.98, 0.04,
+                "orange: RTX 40s (Ada)\nblue: the post's other series\ngray: not in the post's table",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=9)
+        return fig
+
+
+def bert_l2_fit(specs) -> L2Fit:
+    """gpu-4: the post's shared-memory/L2 table beside the spec table's numbers, and for every card
+    the tokens of BERT-large's weight matmuls that fit its L2 (`fits_l2_up_to_tokens`)."""
+    import pandas as pd
+
+    series = pd.DataFrame([{"architecture": arch, "post's series": t["series"], "card": card,
+                            "shared KB (post)": t["shared_kb"],
+                            "shared KB": specs.loc[card, "l1_shared_kb_per_sm"],
+                            "L2 MB (post)": t["l2_mb"], "L2 MB": specs.loc[card, "l2_mb"]}
+                           for arch, t in POST_L2_TABLE.items() for card in t["cards"]]).set_index("card")
+    in_post_table = list(series.index)
+    limits = pd.DataFrame({"L2 MB": specs["l2_mb"],
+                           "in the post's table": [g in in_post_table for g in specs.index],
+                           "architecture": specs["architecture"],
+                           "tokens that fit": [fits_l2_up_to_tokens(float(mb)) for mb in specs["l2_mb"]]})
+    limits["sequences of 512"] = limits["tokens that fit"] / 512
+    return L2Fit(series, limits)

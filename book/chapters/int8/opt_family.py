@@ -27,6 +27,7 @@ import gc
 import math
 import re
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,20 @@ def opt_config(name: str, **overrides):
     )
     fields.update(overrides)
     return OPTConfig(**fields)
+
+
+def random_opt(vocab_size: int, *, hidden: int = 16, layers: int = 2, heads: int = 2, ffn: int = 32,
+               max_positions: int = 400, seed: int = 0):
+    """An untrained OPT-125m-style causal LM of a tiny shape (seeded, in eval mode): what exercises
+    the sweep's code paths (loading, capture, the three precisions) without a download. Its numbers
+    are plumbing, never a verdict."""
+    from transformers import OPTForCausalLM
+
+    torch.manual_seed(seed)
+    config = opt_config("facebook/opt-125m", vocab_size=vocab_size, hidden_size=hidden,
+                        num_hidden_layers=layers, ffn_dim=ffn, num_attention_heads=heads,
+                        word_embed_proj_dim=hidden, max_position_embeddings=max_positions, pad_token_id=1)
+    return OPTForCausalLM(config).eval()
 
 
 def parameter_count(name: str) -> int:
@@ -461,3 +476,89 @@ def decide(table: pd.DataFrame) -> dict:
     else:
         out["int8-17"] = {"missing": "a ≥ 6.7 B model and a smaller one"}
     return out
+
+
+@dataclass
+class OutlierCount:
+    """int8-18: the sequence length at which the post's factors (6 dims at 75 % of the positions, one
+    hidden-width input per layer of OPT-6.7B) give its 150,000, and the count at the nearest power
+    of two and at the full context."""
+
+    layers: int
+    context: int
+    implied_length: float
+    power_of_two: int
+    at_power: float
+    at_context: float
+    count: float = 150_000
+
+    @property
+    def holds(self) -> bool:
+        return self.implied_length <= self.context and abs(self.at_power / self.count - 1) <= 0.05
+
+    @property
+    def measured(self) -> list[int]:
+        return [round(self.implied_length), self.power_of_two, round(self.at_power), round(self.at_context)]
+
+    def summary(self) -> str:
+        return (f"OPT-6.7B: {self.layers} layers, {self.context}-token context\n"
+                f"150,000 = 6 x 0.75 x L x {self.layers} at L = {self.implied_length:.0f} tokens; at L = "
+                f"{self.power_of_two}: {self.at_power:,.0f} ({self.at_power / self.count - 1:+.1%}); at the "
+                f"full context {self.context}: {self.at_context:,.0f}")
+
+
+def outlier_count(count: float = 150_000, dims: int = 6, share: float = 0.75,
+                  name: str = "facebook/opt-6.7b") -> OutlierCount:
+    """int8-18: `implied_sequence_length` and `outliers_per_sequence` with the shape of `name`."""
+    config = opt_config(name)
+    layers, context = config.num_hidden_layers, config.max_position_embeddings
+    implied = implied_sequence_length(count, dims, share, layers)
+    power = 2 ** round(math.log2(implied))
+    return OutlierCount(layers, context, implied, power, outliers_per_sequence(dims, share, power, layers),
+                        outliers_per_sequence(dims, share, context, layers), count)
+
+
+def plan_table(tokens: int, names=None) -> pd.DataFrame:
+    """`plan` as the page shows it: a row per size (parameters, GPU memory) and a column of minutes
+    per runtime ("does not fit" where it does not)."""
+    estimates = plan(list(OPT_SHAPES) if names is None else list(names), tokens)
+    wide = estimates.pivot(index="model", columns="runtime", values="minutes (estimate)")
+    wide = wide.reindex([n.split("/")[-1] for n in (OPT_SHAPES if names is None else names)])
+    wide.insert(0, "GPU GB needed", estimates.groupby("model")["GPU GB needed"].first())
+    wide.insert(0, "parameters (B)", estimates.groupby("model")["parameters (B)"].first())
+    return wide.round(2).astype(object).where(wide.notna(), "does not fit")
+
+
+def plot_family(family: pd.DataFrame):
+    """int8-9, int8-13 … int8-16: the post's Results figure from a `sweep` table: (a) cloze accuracy
+    and (b) perplexity per scheme against size, (c) outlier dims against perplexity, (d) outlier
+    magnitude against size; an empty table gives the empty panels, saying why."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 6.2), layout="constrained")
+    panels = [("(a) last-word cloze accuracy", "cloze_accuracy", "accuracy"),
+              ("(b) perplexity on the posts' text", "perplexity", "perplexity")]
+    for ax, (title, metric, label) in zip(axes[0], panels):
+        for scheme, style in zip(SCHEMES, ("x--", "o-", "^-")):
+            if len(family):
+                ax.plot(family.parameters, family[f"{scheme} {metric}"], style, label=scheme)
+        ax.set(xscale="log", xlabel="parameters", ylabel=label, title=title)
+    if len(family):
+        axes[1, 0].plot(family["16-bit perplexity"], family.outlier_dims, "o-")
+        axes[1, 1].plot(family.parameters, family.outlier_magnitude, "o-")
+    axes[1, 0].set(xscale="log", xlabel="perplexity (16 bit)", ylabel="outlier dimensions",
+                   title="(c) emergence against perplexity")
+    axes[1, 1].set(xscale="log", xlabel="parameters", ylabel="outlier magnitude",
+                   title="(d) outlier magnitude")
+    for ax in axes.flat:
+        if not len(family):
+            ax.text(0.5, 0.5, "not measured here:\nneeds-resource (OPT weights)", ha="center",
+                    va="center", transform=ax.transAxes, color="grey")
+            ax.set_xlim(*((5, 500) if ax is axes[1, 0] else (1e8, 1e11)))  # OPT's sizes, perplexities
+    if len(family):
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center", ncols=3)
+    fig.suptitle("OPT family on the posts' sentences: this book's measurement")
+    return fig
+
+
+__all__ += ["random_opt", "OutlierCount", "outlier_count", "plan_table", "plot_family"]

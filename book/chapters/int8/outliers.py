@@ -641,6 +641,205 @@ def feature_removal(hidden=POST_HIDDEN, weights=POST_WEIGHTS) -> torch.Tensor:
     return torch.softmax(X @ W, dim=1)
 
 
+# ---------------------------------------------------------------------------------------------
+# The chapter's measurements on MiniLM, one function per claim
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class FeatureRemoval:
+    """int8-7: the post's softmax(XW) against its matrix, with the outlier shrunk to ~1 (how much
+    features 0 and 3 then keep), and with the signs of W's outlier row flipped (which survive)."""
+
+    removal: torch.Tensor
+    removal_err: float
+    leak: float
+    switched: torch.Tensor
+
+    @property
+    def survivors_switch(self) -> bool:
+        return float(self.switched[:, [1, 2]].max()) < 1e-6
+
+    @property
+    def holds(self) -> bool:
+        return self.removal_err < 1e-6 and self.leak > 0.05 and self.survivors_switch
+
+    def summary(self) -> str:
+        from book.core.numerics import bound
+
+        return (f"softmax(XW):\n {self.removal.numpy().round(4)}\n"
+                f"max deviation from the post's matrix: {bound(self.removal_err, 1e-40)}\n"
+                f"without the outlier, features 0 and 3 keep up to {self.leak:.2f} of the probability\n"
+                "flipping the signs of W's outlier row keeps features 0 and 3 instead:\n "
+                f"{self.switched.numpy().round(4)}")
+
+
+def feature_removal_check() -> FeatureRemoval:
+    """int8-7: `feature_removal` on the post's numbers and on the two variations."""
+    removal = feature_removal()
+    post_softmax = torch.tensor([[0, 0.5, 0.5, 0]] * 4, dtype=torch.float64)
+    small = torch.tensor(POST_HIDDEN, dtype=torch.float64)
+    small[:, 2] /= 60  # the same hidden states with the outlier shrunk to ~1
+    flipped = torch.tensor(POST_WEIGHTS, dtype=torch.float64)
+    flipped[2] = -flipped[2]
+    return FeatureRemoval(removal, float((removal - post_softmax).abs().max()),
+                          float(feature_removal(small.tolist())[:, [0, 3]].max()),
+                          feature_removal(weights=flipped.tolist()))
+
+
+def describe_features(features: pd.DataFrame) -> str:
+    """int8-8: one line per outlier feature: its magnitude, sign, layers, sublayers, positions."""
+    from book.core.numerics import float_text as ft
+
+    return "\n".join(f"outlier feature dim {r.dim}: |x| up to {ft(r.max_abs, '.1f')} (sign {r.sign}), in "
+                     f"layers {r.layers} ({r.layer_fraction:.0%}), sublayers {r.sublayers}, up to "
+                     f"{ft(100 * r.position_fraction, '.0f')} % of positions" for r in features.itertuples())
+
+
+def plot_sites(capture: Capture, dims):
+    """int8-8: (a) the share of positions at |x| ≥ 6 per hidden-width sublayer and dim in `dims`,
+    (b) the largest |x| at each sublayer's input per layer."""
+    import matplotlib.pyplot as plt
+
+    sites = site_table(capture, dims)
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.8), layout="constrained")
+    hidden = sites[sites.site.isin(HIDDEN_SITES)]
+    labels_y = [f"L{layer} {site}" for layer, site in zip(hidden.layer, hidden.site)]
+    im = axes[0].imshow(hidden[[f"frac_{d}" for d in dims]].to_numpy(), aspect="auto", cmap="viridis")
+    axes[0].set(xticks=range(len(dims)), xticklabels=[f"dim {d}" for d in dims],
+                yticks=range(len(hidden)), title="(a) share of positions, |x| ≥ 6")
+    axes[0].set_yticklabels(labels_y, fontsize=9)
+    fig.colorbar(im, ax=axes[0])
+    for site, marker in zip(SITES, "osv^"):
+        part = sites[sites.site == site]
+        axes[1].plot(part.layer, part.largest_abs, marker + "-", label=site)
+    axes[1].set(xlabel="layer", ylabel="largest |x| at the input", title="(b) per sublayer")
+    axes[1].legend(fontsize=9)
+    return fig
+
+
+def hidden_stats(capture: Capture) -> list[SiteStats]:
+    """The captured statistics of the hidden-width sublayer inputs (`HIDDEN_SITES`), in capture order."""
+    return [s for (layer, site), s in capture.sites.items() if site in HIDDEN_SITES]
+
+
+def lead_dimension_report(capture: Capture, lead_dim: int, lead_share: float, n_sentences: int) -> str:
+    """int8-8: where the leading dimension (`coordination`) crosses |x| ≥ 6, its range per sublayer,
+    its count at layer 1's attention input, and how many dims meet the criteria at one site alone."""
+    from book.core.numerics import float_text as ft
+
+    stats = hidden_stats(capture)
+    lead_frac = max(float(s.position_fraction[lead_dim]) for s in stats)
+    lines = [f"dimension {lead_dim} is the largest-magnitude dimension at {lead_share:.0%} of the "
+             f"hidden-width sublayer inputs; it crosses |x| >= 6 at up to {ft(100 * lead_frac, '.1f')} % "
+             f"of positions ({'meets' if lead_frac >= 0.06 else 'below'} the 6 % criterion)"]
+    for site in HIDDEN_SITES:
+        values = [float(s.max_abs[lead_dim]) for s in stats if s.site == site]
+        lines.append(f"  its largest |x| at the {site} inputs of the {len(values)} layers: "
+                     f"{ft(min(values), '.1f')} to {ft(max(values), '.1f')}")
+    lead_count = int(capture.sites[(1, "attn-in")].count_large[lead_dim])
+    lines.append(f"layer 1 attention input: dimension {lead_dim} has |x| >= 6 at {lead_count} positions; "
+                 f"the text has {n_sentences} sentences")
+    per_site = {site: len(outlier_features(capture, sites=(site,))) for site in HIDDEN_SITES}
+    lines.append(f"dimensions meeting the criteria at one sublayer's input alone: {per_site}")
+    return "\n".join(lines)
+
+
+FIDELITY_SCHEMES = ("fp16", "tensor", "vector", "llm.int8")
+
+
+def scheme_fidelity(model, sentences, labels, reference: torch.Tensor, threshold: float = 6.0,
+                    progress=None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """int8-6, int8-8: MiniLM's embeddings in fp16 and through each int8 scheme against the fp32
+    `reference` (`fidelity`; rows fp32 first), and the share of activation columns LLM.int8() sent
+    through 16 bit. `progress` wraps the schemes (e.g. tqdm)."""
+    fid, shares = {}, {}
+    schemes = list(FIDELITY_SCHEMES)
+    for scheme in (progress(schemes) if progress else schemes):
+        variant = fp16_copy(model) if scheme == "fp16" else quantized_copy(model, scheme, threshold)
+        fid[scheme] = fidelity(reference, embed(variant, sentences), labels)
+        shares[scheme] = outlier_share(variant) if scheme == "llm.int8" else 0.0
+        del variant
+    fid["fp32"] = fidelity(reference, reference, labels)
+    return pd.DataFrame(fid).T.loc[["fp32", *FIDELITY_SCHEMES]], shares
+
+
+def plot_scheme_fidelity(table: pd.DataFrame):
+    """int8-8: 1 − mean cosine to fp32 per scheme (`scheme_fidelity`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    schemes = list(FIDELITY_SCHEMES)
+    ax.bar(schemes, [1 - table.loc[s, "mean_cosine"] for s in schemes], color=["grey", "C0", "C1", "C2"])
+    ax.set(yscale="log", ylabel="1 − mean cosine to fp32",
+           title="MiniLM sentence embeddings through int8: this book's run")
+    return fig
+
+
+@dataclass
+class OutlierStatistics:
+    """int8-12: the largest share of positions any hidden-width input has with a large value in one
+    of the outlier dims, and the share of all large values those dims hold."""
+
+    dims: list[int]
+    top_site: tuple[int, str]
+    top_share: float
+    concentration: float
+    threshold: float
+
+    def summary(self) -> str:
+        from book.core.numerics import float_text as ft
+
+        return (f"outlier dimensions: {self.dims}; largest share of positions touched: "
+                f"{ft(100 * self.top_share, '.1f')} % (layer {self.top_site[0]}, {self.top_site[1]})\n"
+                f"they hold {ft(100 * self.concentration, '.0f')} % of all |x| >= {self.threshold:g} values "
+                f"at the hidden-width inputs, being {len(self.dims)} of 384 dimensions")
+
+
+def outlier_statistics(stats: list[SiteStats], dims: list[int], threshold: float = 6.0) -> OutlierStatistics:
+    """int8-12 over `hidden_stats`: `share_of_positions` of `dims` per site and their share of the
+    large values."""
+    shares = {(s.layer, s.site): s.share_of_positions(dims) for s in stats}
+    top_site, top_share = max(shares.items(), key=lambda kv: kv[1])
+    total = sum(int(s.count_large.sum()) for s in stats)
+    in_dims = sum(int(s.count_large[dims].sum()) for s in stats)
+    return OutlierStatistics(list(dims), top_site, top_share, in_dims / max(total, 1), threshold)
+
+
+def outliers_per_sentence(stats: list[SiteStats], dims: list[int], n_sentences: int) -> tuple[float, int]:
+    """int8-18: large values in `dims` at the FFN inputs per sentence, and the number of FFN inputs."""
+    ffn_inputs = [s for s in stats if s.site == "ffn-in"]
+    return sum(int(s.count_large[dims].sum()) for s in ffn_inputs) / n_sentences, len(ffn_inputs)
+
+
+def plot_pruning(pruning: pd.DataFrame, severe_below: float):
+    """int8-11: task accuracy and mean cosine against the share of FFN weights pruned."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    percent = 100 * pruning["fraction"]
+    ax.plot(percent, pruning["post_accuracy"], "s-", label="task accuracy (post identification)")
+    ax.plot(percent, pruning["mean_cosine"], "o--", label="mean cosine to unpruned")
+    ax.axhline(severe_below, color="C0", lw=0.8, ls=":", label="5 points below unpruned accuracy")
+    ax.axvspan(20, 40, color="C2", alpha=0.1, label="post: about 30 %")
+    ax.set(xlabel="FFN weights pruned (%)", ylabel="accuracy / cosine",
+           title="MiniLM, magnitude-pruned FFNs: this book's run")
+    fig.legend(loc="outside right upper", fontsize=9)
+    return fig
+
+
+def plot_attention(attention: pd.DataFrame):
+    """int8-17: per layer, the keys holding 90 % of the mass, the keys under 1 %, the top-1 probability."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    ax.plot(attention.layer, 100 * attention["keys_for_90pct"], "o-", label="keys holding 90 % of mass")
+    ax.plot(attention.layer, 100 * attention["keys_under_1pct"], "s--", label="keys under 1 % each")
+    ax.plot(attention.layer, 100 * attention["top1"], "^:", label="top-1 probability")
+    ax.set(xlabel="layer", ylabel="% (of visible keys / probability)", ylim=(0, 100),
+           title="MiniLM's attention, per layer: this book's run")
+    fig.legend(loc="outside right upper", fontsize=9)
+    return fig
+
+
 __all__ = ["site_of", "minilm_path", "load_minilm", "build_text_sample", "load_text_sample",
            "SiteStats", "Capture", "capture_linear_inputs", "recording_linear_inputs", "capture_minilm",
            "outlier_features", "site_table", "coordination", "quantized_copy", "fp16_copy", "embed",
@@ -648,3 +847,7 @@ __all__ = ["site_of", "minilm_path", "load_minilm", "build_text_sample", "load_t
            "WeightsUnavailable", "hub_offline", "hub_reachable", "hub_address", "missing_resource",
            "NO_NETWORK", "load_causal_lm", "attention_stats", "merge_attention", "encoder_attention",
            "SHIPPED_PER_POST", "require_extras", "scan_family", "feature_removal", "POST_HIDDEN", "POST_WEIGHTS", "HIDDEN_SITES", "SITES"]
+__all__ += ["FeatureRemoval", "feature_removal_check", "describe_features", "plot_sites", "hidden_stats",
+           "lead_dimension_report", "FIDELITY_SCHEMES", "scheme_fidelity", "plot_scheme_fidelity",
+           "OutlierStatistics", "outlier_statistics", "outliers_per_sentence", "plot_pruning",
+           "plot_attention"]

@@ -606,3 +606,193 @@ __all__ = [
     "replace_linear_layers", "SCHEMES", "FloatFormat", "FP4_E2M1", "FP8_E4M3", "FP8_E5M2", "FORMATS",
     "round_to_format", "fake_quantize", "relative_error", "planted_outliers", "outlier_sweep",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's worked examples and sweeps, one function per claim
+# ---------------------------------------------------------------------------------------------
+POST_I5, POST_I3 = range(6), [0, 2, 4]   # the post's data types I5 = {0..5} and I3 = {0, 2, 4}
+POST_TOY = [3, 1, 2, 3]
+
+
+def float_table(df, spec: str = ".4f", exact=()):
+    """`df` with its float columns (but those in `exact`) shown as ‹x›: numbers from float kernels,
+    whose last bits depend on them (`book.core.numerics.float_text`)."""
+    from book.core.numerics import float_text
+
+    shown = df.copy()
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f" and col not in exact:
+            shown[col] = shown[col].map(lambda v: float_text(v, spec))
+    return shown
+
+
+def toy_quantization(toy=POST_TOY) -> dict[str, dict]:
+    """int8-1: the post's [3, 1, 2, 3] from I5 to I3 and back, rounding to nearest and down: the I3
+    codes, the values back in I5 and how many differ from the input."""
+    rows = {}
+    for rounding in ("nearest", "floor"):
+        codes, absmax = grid_quantize(toy, POST_I3, rounding)
+        back = grid_dequantize(codes, absmax, POST_I3, source_grid=POST_I5)
+        rows[rounding] = {"I3 codes": codes.int().tolist(), "back in I5": back.int().tolist(),
+                          "errors": int((back != torch.tensor(toy)).sum())}
+    return rows
+
+
+@dataclass
+class ConstantsDemo:
+    """int8-2: the post's two vectors through I3 with one constant for both (tensor-wise) and one
+    each (vector-wise), back in I5, and tensor-wise before the recipe's last rounding."""
+
+    pair: torch.Tensor
+    recipe: dict[str, torch.Tensor]
+    before_rounding: torch.Tensor
+
+    def errors(self, back: torch.Tensor) -> list[int]:
+        """Entries of each vector that differ from the input."""
+        return [int((back[i] != self.pair[i]).sum()) for i in range(2)]
+
+    def summary(self) -> str:
+        lines = [f"{name}, the post's recipe (back in I5): {back.tolist()} errors per vector "
+                 f"{self.errors(back)}" for name, back in self.recipe.items()]
+        lines.append(f"tensor-wise, dequantized but not rounded back: {self.before_rounding.tolist()} "
+                     f"errors per vector {self.errors(self.before_rounding)}")
+        return "\n".join(lines)
+
+
+def constants_demo() -> ConstantsDemo:
+    """int8-2: [3,1,2,3] and [0,2,2,0] quantized to I3 with a shared and with their own absmax."""
+    pair = torch.tensor([[3.0, 1, 2, 3], [0, 2, 2, 0]])
+    codes_t, absmax_t = grid_quantize(pair, POST_I3)  # one constant for both
+    own = [grid_dequantize(*grid_quantize(v, POST_I3), POST_I3, source_grid=POST_I5) for v in pair]
+    recipe = {"tensor-wise": grid_dequantize(codes_t, absmax_t, POST_I3, source_grid=POST_I5),
+              "vector-wise": torch.stack(own)}
+    return ConstantsDemo(pair, recipe, grid_dequantize(codes_t, absmax_t, POST_I3))
+
+
+@dataclass
+class ZeropointCheck:
+    """int8-3: the zero-point expansion against (A - minA)(B - minB) in float64, the zero-point int8
+    matmul against dequantize-then-multiply, and the multiply-adds the dependent constants add."""
+
+    identity_err: float
+    zp_err: float
+    extra_ops: int
+    product_ops: int
+
+    @property
+    def holds(self) -> bool:
+        return self.identity_err < 1e-12 and self.zp_err < 1e-5 and self.extra_ops > 0
+
+    def summary(self) -> str:
+        from book.core.numerics import bound
+
+        return (f"identity: max relative deviation {bound(self.identity_err, 1e-12)}; zero-point int8 "
+                f"matmul vs dequantize-then-multiply: {bound(self.zp_err, 1e-5)}\n"
+                f"extra multiply-adds for the dependent constants: {self.extra_ops} "
+                f"({self.extra_ops / self.product_ops:.1%} of the product's); symmetric vector-wise: 0")
+
+
+def zeropoint_check(seed: int = 0, n: int = 64, k: int = 256, m: int = 32) -> ZeropointCheck:
+    """int8-3 on A (n×k, N(0.5, 1)) and B (k×m, N(-0.3, 1)) drawn from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, k, generator=g, dtype=torch.float64) + 0.5
+    B = torch.randn(k, m, generator=g, dtype=torch.float64) - 0.3
+    a, b = float(A.min()), float(B.min())
+    direct = (A - a) @ (B - b)
+    identity_err = float((zeropoint_expansion(A, B, a, b) - direct).abs().max() / direct.abs().max())
+    Cz, extra_ops = zeropoint_matmul(A.float(), B.float())
+    qa, sa, ma = zeropoint_quantize(A.float(), dim=1)
+    qb, sb, mb = zeropoint_quantize(B.float(), dim=0)
+    via_dequant = zeropoint_dequantize(qa, sa, ma).double() @ zeropoint_dequantize(qb, sb, mb).double()
+    zp_err = float((Cz.double() - via_dequant).abs().max() / via_dequant.abs().max())
+    return ZeropointCheck(identity_err, zp_err, extra_ops, n * k * m)
+
+
+def plot_outlier_sweep(sweep, threshold: float):
+    """int8-4, int8-6: the matmul error of each scheme against the planted outliers' magnitude."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    styles = [("tensor-wise int8", "s-"), ("vector-wise int8", "o-"), ("LLM.int8()", "^-"), ("fp16", "x--")]
+    for col, style in styles:
+        ax.plot(sweep["magnitude"].clip(lower=1), sweep[col], style, label=col)
+    ax.set(xscale="log", yscale="log", xlabel="outlier magnitude (0 plotted at 1)",
+           ylabel="error / ‖A_regular B‖",
+           title="int8 matmul error, 0.1 % planted outlier columns (K = 4096): this book's run")
+    ax.axvline(threshold, color="grey", lw=0.8, ls=":")
+    fig.legend(loc="outside right upper")
+    return fig
+
+
+POST_ROW = [-0.10, -0.23, 0.08, -0.38, -0.28, -0.29, -2.11, 0.34, -0.53, -67.0]
+POST_ROW_QUANTIZED = [-0.00, -0.00, 0.00, -0.53, -0.53, -0.53, -2.11, 0.53, -0.53, -67.00]  # the post's
+
+
+@dataclass
+class OutlierRow:
+    """int8-5: the post's row without and with its outlier -67, through int8 with one absmax."""
+
+    result: dict[str, dict]
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.result).T.drop(columns="changed")
+
+    @property
+    def without(self) -> dict:
+        return self.result["without outlier"]
+
+    @property
+    def with_outlier(self) -> dict:
+        return self.result["with outlier"]
+
+    @property
+    def mismatches(self) -> int:
+        """Values of the quantized outlier row that differ from the post's."""
+        ours = self.with_outlier["dequantized"]
+        return int(sum(abs(p - m) > 1e-9 for p, m in zip(POST_ROW_QUANTIZED, ours)))
+
+    @property
+    def changes(self) -> str:
+        return ", ".join(f"{v:g} -> {b:g}" for v, b in self.without["changed"])
+
+
+def outlier_row(row=POST_ROW) -> OutlierRow:
+    """int8-5: each version dequantized (to 0.01), the values that changed and the mean |error|."""
+    import numpy as np
+
+    x_all = torch.tensor(row, dtype=torch.float64)
+    result = {}
+    for name, x in (("without outlier", x_all[:9]), ("with outlier", x_all)):
+        back = dequantize(*absmax_quantize(x, 8)).double()
+        changed = [(v, b) for v, b in zip(x.tolist(), back.round(decimals=2).tolist()) if v != b]
+        result[name] = {"dequantized": np.round(back.numpy(), 2).tolist(), "errors at 0.01": len(changed),
+                        "changed": changed, "mean |error|": float((back - x).abs().mean())}
+    return OutlierRow(result)
+
+
+def format_errors(n_weights: int, seed: int = 0):
+    """int8-10: relative error of every format in `FORMATS` on normal and Student-t(3) weights, with
+    blocks of 64 and one constant per tensor (rows: (distribution, block))."""
+    import pandas as pd
+
+    g = torch.Generator().manual_seed(seed)
+    weights = {"normal": torch.randn(n_weights, generator=g),
+               "student-t (3)": torch.distributions.StudentT(3.0).sample((n_weights,))}
+    return pd.DataFrame({(dist, block or "tensor"): {f: relative_error(fake_quantize(w, f, block), w)
+                                                     for f in FORMATS}
+                         for dist, w in weights.items() for block in (64, None)}).T
+
+
+def plot_format_errors(errors):
+    """int8-10: `format_errors` as bars, one group per (distribution, block)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    errors.T.plot.bar(ax=ax, logy=True, rot=0, legend=False)
+    ax.set(ylabel="relative error",
+           title="quantization error by format (block of 64 / per tensor): this book's run")
+    fig.legend(loc="outside right upper", fontsize=9)
+    return fig

@@ -26,21 +26,25 @@ Using it on any torch model takes a few lines::
 The subpackage: `algorithm` (sparse momentum itself), `training` (LeNet-300-100 and LeNet-5-Caffe, the
 paper's MNIST setup, sweeps, and the command line of the full-mode sweeps: `python -m book.chapters.sparse`),
 `analysis` (FLOPs of sparse kernels against dropping empty units with dense kernels, the shrunk dense
-net, class specialization, 2:4 structured pruning, cycle records, figures), `audit` (the algorithm's
-invariants recomputed from mask and weight snapshots, independently of `algorithm`), `counting` (FLOPs
+net, class specialization, 2:4 structured pruning of a net with `book.core.sparsity24`, cycle records,
+figures), `audit` (the algorithm's invariants recomputed from mask and weight snapshots, independently
+of `algorithm`), `counting` (FLOPs
 of 5 %-density masks for the paper's CIFAR-10 nets, VGG16-D and WRN-16-10), `stats` (paired
 intervals over seeds), `budget` (which committed runs stand behind a verdict: the paper's 100-epoch
 budget, counted from the evidence), `published` (the paper's MNIST comparison and other published
 numbers, with sources), `pruning` (Han et al.'s magnitude pruning, the compression baseline),
-`cifar` (the CIFAR-10 headline result: torchvision on a GPU, synthetic data in CI) and `brain_gap`
-(the brain's FLOPS against a 2019 GPU).
+`cifar` (the CIFAR-10 headline result: torchvision on a GPU, synthetic data in CI), `brain_gap`
+(the brain's FLOPS against a 2019 GPU), and what the notebook's cells call: `measure` (the smoke run
+and what it measures, claim by claim), `trained_claims` (the trained-net claims read off the committed
+evidence), `figures` (each figure a function returning it) and `reading` (the lines a cell prints
+beside its ledger row's fields).
 """
 from book.chapters.sparse import audit, counting, stats, sweeps  # noqa: F401  (sp.audit, ... sp.sweeps)
 from book.chapters.sparse.algorithm import (GROWTH_MODES, PRUNABLE_TYPES, REDISTRIBUTION_MODES, SparseMomentum, allocate_regrowth,
                         cosine_prune_rate, load_checkpoint, prunable_layers, save_checkpoint)
 from book.chapters.sparse.analysis import (LAYER_NAMES, LAYER_NAMES_LENET5, class_specialization, cycle_checks, drop_empty_units,
-                       is_2_4, layer_flops, mask_2_4, plot_layer_density, plot_sweep, prune_2_4, speedup_report,
-                       stored_bytes_2_4, time_2_4_matmul, time_forward)
+                       layer_flops, plot_layer_density, plot_sweep, prune_2_4, speedup_report, time_2_4_matmul,
+                       time_forward)
 from book.chapters.sparse.training import (MODEL_TITLES, MODELS, PAPER_ITERATIONS, PAPER_LR_DROP_EVERY, MnistData, RunConfig, RunResult,
                        finetune_with_masks, lenet5_caffe, lenet_300_100, lr_drop_every, merge_full_results, summarize,
                        sweep, test_error, train)
@@ -49,9 +53,9 @@ __all__ = [
     "audit", "counting", "stats", "training", "analysis", "algorithm",
     "GROWTH_MODES", "PRUNABLE_TYPES", "REDISTRIBUTION_MODES", "SparseMomentum", "allocate_regrowth",
     "cosine_prune_rate", "load_checkpoint", "prunable_layers", "save_checkpoint", "LAYER_NAMES",
-    "LAYER_NAMES_LENET5", "class_specialization", "cycle_checks", "drop_empty_units", "is_2_4", "layer_flops",
-    "mask_2_4", "plot_layer_density", "plot_sweep", "prune_2_4", "speedup_report", "stored_bytes_2_4",
-    "time_2_4_matmul", "time_forward", "MODEL_TITLES", "MODELS", "PAPER_ITERATIONS", "PAPER_LR_DROP_EVERY",
+    "LAYER_NAMES_LENET5", "class_specialization", "cycle_checks", "drop_empty_units", "layer_flops",
+    "plot_layer_density", "plot_sweep", "prune_2_4", "speedup_report", "time_2_4_matmul", "time_forward",
+    "MODEL_TITLES", "MODELS", "PAPER_ITERATIONS", "PAPER_LR_DROP_EVERY",
     "MnistData", "RunConfig", "RunResult", "finetune_with_masks", "lenet5_caffe", "lenet_300_100",
     "lr_drop_every", "merge_full_results", "summarize", "sweep", "test_error", "train"
 ]

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+from book.core import sparsity24
 from book.chapters.sparse.algorithm import PRUNABLE_TYPES, SparseMomentum, prunable_layers
 
 
@@ -188,39 +189,8 @@ def class_specialization(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------------------------
-# 2:4 structured sparsity
+# 2:4 structured sparsity of a whole net (the pattern, its check and storage: book.core.sparsity24)
 # ----------------------------------------------------------------------------------------------
-def mask_2_4(weight: torch.Tensor) -> torch.Tensor:
-    """Keep the 2 largest-magnitude weights of every 4 consecutive inputs (rows of the flattened
-    weight), the pattern sparse tensor cores run."""
-    w = weight.reshape(weight.shape[0], -1)
-    if w.shape[1] % 4:
-        raise ValueError(f"2:4 needs the input size to be a multiple of 4, got {w.shape[1]}")
-    groups = w.abs().reshape(w.shape[0], -1, 4)
-    top = groups.topk(2, dim=2).indices
-    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, top, True)
-    return mask.reshape(weight.shape)
-
-
-def is_2_4(weight: torch.Tensor) -> bool:
-    """True when every group of 4 consecutive inputs holds at most 2 nonzeros."""
-    w = weight.reshape(weight.shape[0], -1)
-    if w.shape[1] % 4:
-        return False
-    return bool(((w != 0).reshape(w.shape[0], -1, 4).sum(2) <= 2).all())
-
-
-def stored_bytes_2_4(weight: torch.Tensor, bits: int = 16) -> dict[str, float]:
-    """Storage of a dense matrix against its 2:4 compressed form: half the values, plus 2 bits of
-    position metadata per kept value."""
-    n = weight.numel()
-    dense = n * bits / 8
-    values = n / 2 * bits / 8
-    meta = n / 2 * 2 / 8
-    return {"dense": dense, "values": values, "metadata": meta,
-            "values_ratio": values / dense, "with_metadata_ratio": (values + meta) / dense}
-
-
 @torch.no_grad()
 def prune_2_4(model: nn.Module) -> dict[str, torch.Tensor]:
     """Apply a 2:4 magnitude mask to every prunable layer whose input size allows it; returns masks
@@ -228,7 +198,7 @@ def prune_2_4(model: nn.Module) -> dict[str, torch.Tensor]:
     masks = {}
     for name, w in prunable_layers(model).items():
         try:
-            masks[name] = mask_2_4(w)
+            masks[name] = sparsity24.mask(w)
         except ValueError:
             masks[name] = torch.ones_like(w, dtype=torch.bool)
         w.mul_(masks[name])
@@ -241,7 +211,7 @@ def time_2_4_matmul(device: torch.device, n: int = 8192, repeats: int = 20) -> d
     from torch.sparse import to_sparse_semi_structured
 
     a = torch.randn(n, n, device=device, dtype=torch.float16)
-    a = a * mask_2_4(a)
+    a = sparsity24.prune(a)
     b = torch.randn(n, n, device=device, dtype=torch.float16)
     a_sparse = to_sparse_semi_structured(a)
     err = float((torch.mm(a_sparse, b) - torch.mm(a, b)).abs().max())

@@ -33,8 +33,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from book.core.numerics import float_text as ft
+from book.chapters.sparse import budget, published
 from book.chapters.sparse.algorithm import SparseMomentum, prunable_layers
-from book.chapters.sparse.counting import AMORTIZED_DENSE_FRACTION, CIFAR_NETS, step_macs, wrn
+from book.chapters.sparse.counting import AMORTIZED_DENSE_FRACTION, CIFAR_NETS, mask_flops, step_macs, wrn
+from book.chapters.sparse.reading import Reading
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -253,6 +256,100 @@ def speedup_estimate(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
             "mean_input_density": float(act[conv].mean())}
 
 
-__all__ = ["ResourceMissing", "CifarData", "load_cifar10", "synthetic_cifar", "tiny_vgg", "NETS",
+# ----------------------------------------------------------------------------------------------
+# The chapter's CIFAR-10 cells: the cost, the runs, the verdict (sparse-10) and the trained masks' counts
+# ----------------------------------------------------------------------------------------------
+HEADLINE_NETS = ["VGG16-D", "WRN-16-10"]
+HEADLINE_DENSITIES = (1.0, 0.05)
+T4_SUSTAINED = 0.5 * 8.1e12   # assumed: half a T4's fp32 peak (8.1 TFLOPS, NVIDIA T4 datasheet)
+TRAIN_IMAGES = 50_000
+
+
+def t4_hours(net: str, epochs: int) -> float:
+    """Hours of a dense run of `net` on a Colab T4 at `T4_SUSTAINED` (a training step is about 3
+    forward passes; `TRAIN_IMAGES` an epoch; sparse momentum runs masked dense, so the same)."""
+    flops = 3 * mask_flops(net, density=1.0)["dense_forward_gflop"] * 1e9 * TRAIN_IMAGES
+    return flops * epochs / T4_SUSTAINED / 3600
+
+
+def cost_text(epochs: int) -> str:
+    """The T4-hours of a dense run of each headline net, one line each."""
+    return "\n".join(f"{net}: about {t4_hours(net, epochs):.0f} T4-hours a dense run of {epochs} epochs at "
+                     "that rate (dense FLOPs; sparse momentum runs masked dense)" for net in HEADLINE_NETS)
+
+
+def try_load(root: str, *, device: torch.device | str = "cpu", download: bool = True) -> CifarData | None:
+    """`load_cifar10`, or None after printing why it is not there (the rows say needs-resource)."""
+    try:
+        return load_cifar10(root, download=download, device=device)
+    except ResourceMissing as missing_data:
+        print(f"not run here: {missing_data} (needs-resource)")
+        return None
+
+
+def train_headline(data: CifarData, seeds: list[int], epochs: int, *, device: torch.device | str = "cpu",
+                   nets: tuple[str, ...] = tuple(HEADLINE_NETS)) -> dict[tuple[str, float, int], CifarRun]:
+    """sparse-10's runs: each headline net dense and at 5 %, for every seed, each with a progress
+    bar; keyed by (net, density, seed)."""
+    from tqdm.auto import tqdm
+
+    runs = {}
+    for net in nets:
+        for density in HEADLINE_DENSITIES:
+            for seed in seeds:
+                bar = tqdm(total=epochs, desc=f"{net} at {density:.0%}, seed {seed}")
+                runs[(net, density, seed)] = train_cifar(
+                    CifarConfig(net=net, density=density, epochs=epochs, seed=seed),
+                    data, device=device, progress=lambda *_: bar.update(1))
+                bar.close()
+    return runs
+
+
+@dataclass(kw_only=True)
+class HeadlineMatch(Reading):
+    ok: bool
+    measured: list[float]   # error % [5 %, dense] per net, seed means
+    wrong: str
+    note: str
+
+
+def headline_match(runs: dict[tuple[str, float, int], CifarRun], *, epochs: int,
+                   seeds: list[int]) -> HeadlineMatch:
+    """sparse-10: VGG16-D and WRN-16-10 at 5 % of the weights reach dense test error: the sparse
+    mean is not above the dense mean by more than 2 standard errors (`budget.match_test`)."""
+    lines = [f"{net} at {density:.0%}, seed {seed}: test error {ft(run.test_error, '.2%')}"
+             for (net, density, seed), run in runs.items()]
+    nets = dict.fromkeys(n for n, _, _ in runs)   # in the order they were trained
+    rows = {net: [{"density": d, "seed": s, "test_error": r.test_error}
+                  for (n, d, s), r in runs.items() if n == net] for net in nets}
+    tests = {net: budget.match_test(rs, 0.05) for net, rs in rows.items()}
+    worse = [f"{net} at 5 % is {100 * t['diff']:.2f} pp worse than dense, beyond 2 SE"
+             for net, t in tests.items() if not t["ok"]]
+    return HeadlineMatch(lines=lines, ok=not worse,
+                         measured=[round(100 * v, 3) for t in tests.values()
+                                   for v in (t["sparse"], t["dense"])],
+                         wrong="says 5 % reaches dense; " + "; ".join(worse),
+                         note=f"{epochs} epochs per run, seeds {seeds}")
+
+
+def not_run_reason(seeds: list[int], epochs: int) -> str:
+    """What sparse-10 needs when CIFAR-10 was not trained here."""
+    return (f"set CIFAR = True on a GPU with internet (Colab): VGG16-D and WRN-16-10, dense and "
+            f"5 %, seeds {seeds}, {epochs} epochs each ({published.CIFAR_SOURCE})")
+
+
+def trained_speedups(runs: dict[tuple[str, float, int], CifarRun], data: CifarData | None, *,
+                     device: torch.device | str = "cpu", probe: int = 256) -> dict[tuple, dict[str, float]]:
+    """sparse-5, sparse-8: `speedup_estimate` of every trained sparse run on the first `probe` test
+    images, keyed like `runs` (empty when nothing was trained)."""
+    if not runs:
+        return {}
+    x = data.x_test[:probe].to(device)
+    return {k: speedup_estimate(r.model, x) for k, r in runs.items() if k[1] < 1}
+
+
+__all__ = ["HEADLINE_NETS", "HEADLINE_DENSITIES", "T4_SUSTAINED", "t4_hours", "cost_text", "try_load",
+           "train_headline", "HeadlineMatch", "headline_match", "not_run_reason", "trained_speedups",
+           "ResourceMissing", "CifarData", "load_cifar10", "synthetic_cifar", "tiny_vgg", "NETS",
            "TINY_NETS", "CifarConfig", "CifarRun", "augment", "evaluate", "train_cifar",
            "speedup_estimate"]

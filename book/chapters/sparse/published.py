@@ -39,61 +39,55 @@ class Published:
     se: float | None = None
 
 
-def _rows(text: str) -> list[Published]:
+def _split(line: str) -> list[str]:
+    return [s.strip() for s in line.split(",")]
+
+
+# The compression methods of the paper's MNIST table, in the order of the repository's CSV files
+# (MNIST_SOURCES), each once: name, author, then density %, error % on LeNet-300-100 and on
+# LeNet-5-Caffe
+_METHODS = """
+Opt. Brain Damage, LeCun 1989, 8, 2, 8, 2.7
+Layer-wise Brain Damage, Dong 2017, 1.5, 2, 1, 2.1
+Compression via optimization, Carreira-Perpinan 2018, 1, 3.2, 1, 1.1
+Single-shot Net. Pruning, Lee 2019, 2, 2.4, 1, 1.1
+Soft weight-sharing, Ullrich 2017, 4.4, 1.9, 0.5, 1
+Dyn. Network Surgery, Guo 2016, 1.8, 2, 0.9, 0.9
+Learn weights&connections, Han 2015, 8.3, 1.6, 9.3, 0.8
+Single-shot Net. Pruning, Lee 2019, 5, 1.6, 2, 0.8
+Variational Dropout, Molchanov 2017, 1.5, 1.9, 0.4, 0.8
+"""
+# methods only the LeNet-300-100 file has: name, author, density %, error %
+_LENET300_ONLY = """
+Targeted Dropout, Gomez 2018, 5.0, 3.13
+Targeted Dropout, Gomez 2018, 2.0, 3.77
+"""
+# the paper's own sparse-momentum points: density %, error %, SE over seeds
+_SPARSE_MOMENTUM = {
+    "lenet300": [(1, 2.36, 0.044), (1.5, 2.053, 0.032), (1.8, 1.984, 0.053), (2, 1.99, 0.019),
+                 (4.4, 1.552, 0.027), (5, 1.53, 0.02), (8, 1.447, 0.014), (8.3, 1.426, 0.02)],
+    "lenet5": [(0.4, 1.403, 0.088), (0.5, 1.144, 0.024), (0.9, 0.894, 0.033), (1, 0.83, 0.04),
+               (2, 0.76, 0.022), (5, 0.69, 0.021), (8, 0.645, 0.019), (9.3, 0.642, 0.03)],
+}
+
+
+def _methods(net_column: int) -> list[Published]:
+    """The methods of `_METHODS` on one net: its density and error are columns 2 + 2 * net_column."""
     out = []
-    for line in text.strip().splitlines():
-        method, author, density, error, *se = [s.strip() for s in line.split(",")]
-        out.append(Published(method, author, float(density), float(error),
-                             float(se[0]) if se and se[0] else None))
+    for line in _METHODS.strip().splitlines():
+        method, author, *numbers = _split(line)
+        density, error = numbers[2 * net_column:2 * net_column + 2]
+        out.append(Published(method, author, float(density), float(error)))
     return out
 
 
-# name, author, density %, error %, SE — as in the paper repository's CSV files (MNIST_SOURCES)
-_LENET300 = """
-Opt. Brain Damage, LeCun 1989, 8, 2
-Layer-wise Brain Damage, Dong 2017, 1.5, 2
-Compression via optimization, Carreira-Perpinan 2018, 1, 3.2
-Single-shot Net. Pruning, Lee 2019, 2, 2.4
-Soft weight-sharing, Ullrich 2017, 4.4, 1.9
-Dyn. Network Surgery, Guo 2016, 1.8, 2
-Learn weights&connections, Han 2015, 8.3, 1.6
-Single-shot Net. Pruning, Lee 2019, 5, 1.6
-Variational Dropout, Molchanov 2017, 1.5, 1.9
-Targeted Dropout, Gomez 2018, 5.0, 3.13
-Targeted Dropout, Gomez 2018, 2.0, 3.77
-Sparse Momentum, Dettmers 2019, 1, 2.36, 0.044
-Sparse Momentum, Dettmers 2019, 1.5, 2.053, 0.032
-Sparse Momentum, Dettmers 2019, 1.8, 1.984, 0.053
-Sparse Momentum, Dettmers 2019, 2, 1.99, 0.019
-Sparse Momentum, Dettmers 2019, 4.4, 1.552, 0.027
-Sparse Momentum, Dettmers 2019, 5, 1.53, 0.02
-Sparse Momentum, Dettmers 2019, 8, 1.447, 0.014
-Sparse Momentum, Dettmers 2019, 8.3, 1.426, 0.02
-"""
-_LENET5 = """
-Opt. Brain Damage, LeCun 1989, 8, 2.7
-Layer-wise Brain Damage, Dong 2017, 1, 2.1
-Compression via optimization, Carreira-Perpinan 2018, 1, 1.1
-Single-shot Net. Pruning, Lee 2019, 1, 1.1
-Soft weight-sharing, Ullrich 2017, 0.5, 1
-Dyn. Network Surgery, Guo 2016, 0.9, 0.9
-Learn weights&connections, Han 2015, 9.3, 0.8
-Single-shot Net. Pruning, Lee 2019, 2, 0.8
-Variational Dropout, Molchanov 2017, 0.4, 0.8
-Sparse Momentum, Dettmers 2019, 0.4, 1.403, 0.088
-Sparse Momentum, Dettmers 2019, 0.5, 1.144, 0.024
-Sparse Momentum, Dettmers 2019, 0.9, 0.894, 0.033
-Sparse Momentum, Dettmers 2019, 1, 0.83, 0.04
-Sparse Momentum, Dettmers 2019, 2, 0.76, 0.022
-Sparse Momentum, Dettmers 2019, 5, 0.69, 0.021
-Sparse Momentum, Dettmers 2019, 8, 0.645, 0.019
-Sparse Momentum, Dettmers 2019, 9.3, 0.642, 0.03
-"""
-_ALL = {"lenet300": _rows(_LENET300), "lenet5": _rows(_LENET5)}
-MNIST_METHODS = {net: [r for r in rows if r.method != "Sparse Momentum"]
-                 for net, rows in _ALL.items()}
-PAPER_SPARSE_MOMENTUM = {net: [r for r in rows if r.method == "Sparse Momentum"]
-                         for net, rows in _ALL.items()}
+MNIST_METHODS = {
+    "lenet300": _methods(0) + [Published(m, a, float(d), float(e))
+                               for m, a, d, e in map(_split, _LENET300_ONLY.strip().splitlines())],
+    "lenet5": _methods(1),
+}
+PAPER_SPARSE_MOMENTUM = {net: [Published("Sparse Momentum", "Dettmers 2019", float(d), float(e), float(se))
+                               for d, e, se in points] for net, points in _SPARSE_MOMENTUM.items()}
 # Han et al. 2015, Table 1: both nets pruned 12x (1/12 = 8.3 % of the weights kept),
 # LeNet-300-100 at 1.59 % test error, LeNet-5 at 0.77 %
 HAN_2015 = {"lenet300": Published("Learn weights&connections", "Han 2015", 100 / 12, 1.59),
