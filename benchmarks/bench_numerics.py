@@ -7,7 +7,8 @@ interpreter start-up is included equally on both sides. Run it on a quiet machin
 
     python benchmarks/bench_numerics.py [CHAPTER ...] [--rounds 2] [--full]
 
-Prints one line per chapter: median seconds with and without the profile and their ratio.
+Prints one line per chapter: median seconds with the profile, without it (the CPU's widest kernels,
+torch's default threads) and without it on one thread (the ISA's share alone), and the ratios.
 """
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_chapter(name: str, native: bool, full: bool) -> float:
+def run_chapter(name: str, native: bool, full: bool, one_thread: bool = False) -> float:
     env = dict(os.environ)
     env.pop("BOOK_NUMERICS", None)
     for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(key, None)  # the profile sets them again when it is on; native must not inherit them
     if native:
         env["BOOK_NUMERICS"] = "native"
+        if one_thread:   # the CPU's own kernels on one thread: the ISA's share of the cost alone
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
     with tempfile.TemporaryDirectory() as ledgers:
         env["BOOK_LEDGER_DIR"] = ledgers
         cmd = [sys.executable, "-m", "book", "run", name] + (["--full"] if full else [])
@@ -52,14 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="full mode instead of quick")
     args = ap.parse_args(argv)
-    print(f"{'chapter':<12} {'profile s':>10} {'native s':>10} {'profile/native':>15}")
+    print(f"{'chapter':<12} {'profile s':>10} {'native s':>10} {'native 1-thread s':>18} "
+          f"{'profile/native':>15} {'profile/native 1-thread':>24}")
+    arms = ("profile", "native", "native-1")
     for name in args.chapters:
-        times = {True: [], False: []}
+        times = {arm: [] for arm in arms}
         for r in range(args.rounds):
-            for native in ((False, True) if r % 2 == 0 else (True, False)):
-                times[native].append(run_chapter(name, native, args.full))
-        prof, nat = statistics.median(times[False]), statistics.median(times[True])
-        print(f"{name:<12} {prof:>10.1f} {nat:>10.1f} {prof / nat:>15.2f}", flush=True)
+            for arm in (arms if r % 2 == 0 else arms[::-1]):
+                times[arm].append(run_chapter(name, arm != "profile", args.full, one_thread=arm == "native-1"))
+        prof, nat, nat1 = (statistics.median(times[a]) for a in arms)
+        print(f"{name:<12} {prof:>10.1f} {nat:>10.1f} {nat1:>18.1f} {prof / nat:>15.2f} {prof / nat1:>24.2f}",
+              flush=True)
     return 0
 
 
