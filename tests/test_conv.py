@@ -228,3 +228,155 @@ def ndimage_smooth(a):
     import scipy.ndimage as ndi
 
     return ndi.gaussian_filter(a, 2.0)
+
+
+# -- the chapter's measurements (one per claim) ---------------------------------------------------
+def _smooth_image(shape=(64, 64), seed=0):
+    """A photograph stand-in: smoothed noise in [0, 1] (bright regions, edges)."""
+    import scipy.ndimage as ndi
+
+    u = ndi.gaussian_filter(np.random.default_rng(seed).random(shape), 3)
+    return (u - u.min()) / (u.max() - u.min())
+
+
+def test_intensity_kept_keeps_the_total_only_for_kernels_summing_to_the_divisor():
+    image = _smooth_image()
+    panel = {"box": np.ones((3, 3)), "X": np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]]),
+             "edge": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])}
+    kept = conv.intensity_kept(image, panel, divisor=9)
+    assert kept.kept_rounded(4) == [1.0, 0.5556, 0.0]
+    assert kept.changed == ["X", "edge"]
+    assert kept.prediction_error < 1e-9
+    assert kept.changed_text() == "the X keeps 56%, the edge keeps 0%"
+    lines = kept.table().splitlines()
+    assert len(lines) == 4 and lines[1].split()[:3] == ["box", "1.0000", "1.000000"]
+    assert "-0.0" not in kept.table()
+
+
+def test_fft_agreement_counts_only_defined_modes_and_agrees():
+    image = _smooth_image((20, 24))
+    first = conv.fft_agreement(np.random.default_rng(3), trials=5, image=image, kernel=np.ones((3, 3)))
+    again = conv.fft_agreement(np.random.default_rng(3), trials=5, image=image, kernel=np.ones((3, 3)))
+    assert first == again  # drawn from the generator only: seeded runs repeat
+    assert 2 * 5 * 2 <= first.cases <= 2 * 5 * 3  # full and same always, valid where defined
+    assert first.worst < 1e-10 and first.photo_error < 1e-10
+
+
+def test_recovered_angle_reads_the_rotation_off_the_spectrum():
+    pattern = conv.stripes(512, period=10)
+    assert conv.rotate_crop(pattern, 37).shape == (256, 256)
+    assert conv.recovered_angle(pattern, 37) == pytest.approx(37, abs=0.2)
+    assert conv.recovered_angle(pattern, 0) == pytest.approx(0, abs=1e-9)
+
+
+def test_lowpass_compression_keeps_the_stripes_exactly_while_the_disc_holds_the_fundamental():
+    pattern = conv.stripes(128, period=16, angle_deg=30)
+    compression = conv.lowpass_compression(pattern, _smooth_image((64, 80)), [0.2, 0.05, 0.005], 16)
+    assert compression.fundamental_area == pytest.approx(np.pi / 256)
+    assert compression.stripes_kept == [True, True, False]
+    assert compression.as_predicted and compression.monotone
+    assert compression.smallest_kept == 0.05
+    assert compression.photo_error_at(0.2) == compression.errors["photo"][0]
+    assert compression.table().splitlines()[3].split()[:3] == ["0.5", "False", "False"]
+
+
+def test_heat_convergence_is_second_order_and_the_propagator_exact():
+    blobs = [(2.0, 0.0, 1.5, 1.0), (-3.0, 1.0, 1.0, 0.5)]
+    diffusion = conv.heat_convergence(blobs, t_end=1.0, half_width=20.0, spacings=[1.0, 0.5])
+    assert [r[0] for r in diffusion.rows] == [1.0, 0.5] and diffusion.rows[1][1] == 32
+    assert max(r[3] for r in diffusion.rows) < 1e-5
+    assert diffusion.orders[0] > 1.8
+    assert diffusion.step_error < 1e-12 and diffusion.edge_value < 1e-6
+    assert "observed order of Euler's convergence in h: [" in diffusion.table()
+
+
+def test_propagator_reading_summary_names_every_measurement():
+    reading = conv.propagator_reading(_smooth_image(), np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]))
+    lines = reading.summary().splitlines()
+    assert len(lines) == 4
+    assert lines[0] == f"softmax kernel: centre {reading.centre:.4f}, each neighbour {reading.neighbour:.2e}"
+    assert lines[3].endswith("< 1e-12")
+
+
+def test_impulse_response_and_blur_table():
+    quiz = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    spread = conv.impulse_response(quiz, size=7)
+    np.testing.assert_allclose(spread[2:5, 2:5], quiz)
+    assert spread.sum() == pytest.approx(1.0)
+    image = _smooth_image()
+    profiles = {"gauss": conv.blur_profile(quiz, image), "box": conv.blur_profile(np.ones((3, 3)) / 9, image)}
+    table = conv.blur_table(profiles).splitlines()
+    assert len(table) == 3 and table[1].split()[-1] == "True" and table[2].split()[-1] == "False"
+
+
+def test_sampling_error_falls_as_one_over_root_samples():
+    quiz = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    sampling = conv.sampling_error(_smooth_image((32, 32)), quiz, [1, 4, 16, 64], np.random.default_rng(0))
+    assert len(sampling.rms) == 4 and all(a > b for a, b in zip(sampling.rms, sampling.rms[1:]))
+    assert sampling.slope == pytest.approx(-0.5, abs=0.08)
+
+
+def test_template_search_and_correlation_identity():
+    assert conv.correlation_identity_error(np.random.default_rng(0)) < 1e-10
+    image = np.random.default_rng(1).random((80, 90))  # unsmoothed: neighbouring patches differ
+    search = conv.template_search(image, (20, 30, 25, 25), np.random.default_rng(0), noise=0.05)
+    assert search.found == (20, 30)
+    np.testing.assert_array_equal(search.template, image[20:45, 30:55])
+    assert search.noisy.shape == image.shape and not np.array_equal(search.noisy, image)
+
+
+def test_time_series_models_match_lfilter_and_whiten():
+    rng = np.random.default_rng(0)
+    series, correlated = rng.standard_normal(300), rng.standard_normal((300, 2)) @ [[2.0, 1.2], [0.0, 0.6]]
+    models = conv.time_series_models(series, np.array([0.4, 0.3, 0.2, 0.1]), np.array([0.5, -0.3, 0.1]),
+                                     correlated)
+    assert max(models.errors) < 1e-9
+    np.testing.assert_allclose(np.cov(models.white, rowvar=False), np.eye(2), atol=1e-9)
+
+
+def test_kernel_sweep_crossover_and_cost_model_switch():
+    sweep = conv.KernelSweep(256, [(3, 1.0, 2.0), (5, 1.0, 0.5), (7, 2.0, 0.1)])
+    assert sweep.crossover == 5
+    assert sweep.predicted() == 7  # the default cost model on a 256×256 image (the chapter's quick run)
+    assert conv.KernelSweep(256, [(3, 1.0, 2.0)]).crossover is None
+    timed = conv.time_kernel_sweep(_smooth_image((32, 32)), [3, 5], np.random.default_rng(0), repeats=1)
+    assert [k for k, *_ in timed.timings] == [3, 5] and all(t > 0 for _, *ts in timed.timings for t in ts)
+
+
+def test_both_ends_takes_the_weaker_side():
+    ends = conv.BothEnds(small=(1.8, 1.7, 1.9), large=(36.0, 30.0, 40.0))
+    assert ends.estimate == 1.8 and ends.interval == (1.7, 1.9)
+    assert ends.summary().startswith("3×3: FFT takes ⟨1.80× direct's time [1.70, 1.90]⟩; 33×33")
+    timed = conv.time_both_ends(_smooth_image((32, 32)), np.random.default_rng(0), rounds=2, small=3,
+                                large=9, batch=1)
+    assert timed.sides == (3, 9) and timed.small[1] <= timed.small[0] <= timed.small[2]
+
+
+def test_figures_return_their_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image, edge = _smooth_image(), np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=float)
+    rng = np.random.default_rng(0)
+    figures = {
+        3: conv.figure_edge_and_blur(image, edge, np.ones((3, 3)) / 9),
+        8: conv.figure_spectra(conv.stripes(512, period=10), conv.stripes(512, period=20), angles=(0, 37)),
+        1: conv.figure_compression(conv.Compression([0.5, 0.1], 16, {"stripes": [0.1, 0.2],
+                                                                     "photo": [0.1, 0.3]}, [True, True])),
+        2: conv.figure_heat_convergence(conv.HeatConvergence(24.0, [(1.0, 16, 100, 1e-8, 1e-3),
+                                                                    (0.5, 64, 800, 1e-8, 2.5e-4)], 0.0, 0.0)),
+        4: conv.figure_sampling(conv.SamplingError([1, 4], [1.0, 0.5])),
+        5: conv.figure_whitening(rng.standard_normal((50, 2)), rng.standard_normal((50, 2))),
+        6: conv.figure_kernel_sweep(conv.KernelSweep(64, [(3, 1e-3, 2e-3), (5, 2e-3, 1e-3)])),
+        7: conv.figure_template_search(conv.template_search(image, (10, 10, 20, 20), rng)),
+        9: conv.figure_softmax_output(image, edge),
+        10: conv.figure_lowpass(conv.stripes(64, period=16), image),
+        11: conv.figure_diffusion(image, times=(0.0, 1.0, 2.0)),
+    }
+    expected_axes = {3: 3, 8: 8, 1: 1, 2: 1, 4: 1, 5: 2, 6: 1, 7: 3, 9: 3, 10: 3, 11: 3}
+    for key, fig in figures.items():
+        assert isinstance(fig, matplotlib.figure.Figure)
+        assert len(fig.axes) == expected_axes[key], key
+        plt.close(fig)

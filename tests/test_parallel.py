@@ -332,6 +332,47 @@ def _hybrid_without_exchange(w):
     return abs(losses[1] - single["losses"][1])
 
 
+# -- the data-parallelism chapter's measurements (book.chapters.parallel.data_parallel) -----------
+def test_chapter_measurements_run_on_the_workers(pool2):
+    """dp-4, dp-7, dp-5, dp-11 on tiny sizes: the averaged gradient is the whole batch's, the
+    all-reduce is timed at every size and the overlapped RMSProp copy keeps identical weights."""
+    x, y = _batch(96)
+    dp = P.train_data_parallel({2: pool2}, [2], x, y, [784, 32, 10], 48, 2, 0.1, 0)
+    assert dp.grad_err <= 1e-6 and dp.loss_err <= 1e-5 and dp.steps == 2
+    assert dp.sent[2] == pytest.approx(4 * sum(p.numel() for p in P.mlp([784, 32, 10], seed=0).parameters()))
+    with pytest.raises(ValueError, match="batch size"):
+        P.train_data_parallel({3: pool2}, [3], x, y, [784, 32, 10], 50, 2, 0.1, 0)  # checked first
+    link = P.measure_link({1: None, 2: pool2}, [1024, 4096], 2, [8, 8, 4], 4)
+    assert list(link.allreduce_s) == [2] and len(link.allreduce_s[2]) == 2  # only multi-worker pools
+    assert len(link.step_trials[2]["step"]) == 4
+    ddp = P.time_ddp_overlap(pool2, [8, 8, 4], 4, 2, bucket_mb=1.0)
+    assert len(ddp.without) == len(ddp.with_) == 2
+    rms = P.time_rmsprop_overlap(pool2, [8, 8, 4], 4, 2)
+    assert rms.weight_difference == 0.0 and len(rms.with_) == 2
+
+
+# -- the model-parallelism chapter's measurements (book.chapters.parallel.model_parallel) ---------
+def test_model_parallel_chapter_measurements_run_on_the_workers(pool2):
+    """mp-1..mp-3, the trained identities, mp-4, mp-6 and mp-8 on tiny sizes."""
+    split = P.SplitChecks(pool2.run(P.split_identities, 128, 1000, 500, 0))
+    assert max(split.forward_errors + split.backward_errors) < 1e-10
+    assert split.counted == [500_000, 128_000, 160_000]
+    x, y = _batch(64)
+    mp = P.train_model_parallel(pool2, x, y, [784, 32, 10], 32, 2, 0.1, 0)
+    assert list(mp.runs) == ["first", "second"] and mp.loss_err() <= 1e-5
+    with pytest.raises(ValueError, match="layer width"):
+        P.train_model_parallel(pool2, x, y, [784, 33, 10], 32, 2, 0.1, 0)  # checked before any work
+    sweep = P.time_dp_vs_mp(pool2, [8, 16], [8], rounds=2)
+    assert [row["width"] for row in sweep.at(8)] == [8, 16] and len(sweep.at(8)[0]["dp_times"]) == 2
+    hybrid = P.train_hybrid(pool2, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)), steps=2,
+                            lr=0.1, seed=0, batch=32, judged_steps=2)
+    assert hybrid.error < 1e-5 and hybrid.sent < hybrid.data_sent
+    timed = P.time_hybrid(pool2, batch=8, rounds=2, seed=0)
+    assert len(timed.trials["hybrid"]) == 2 and timed.ratio[1] <= timed.ratio[0] <= timed.ratio[2]
+    pipe = P.time_pipeline(pool2, width=16, depth=2, batch=8, chunks=4, rounds=2, seed=0)
+    assert pipe.difference < 1e-12 and len(pipe.trials["pipelined"]) == 2
+
+
 def test_micro_batch_pipeline_gives_the_blocking_outputs(pool2):
     res = pool2.run(P.mp_overlap_trials, 16, 2, 8, 4, 2)
     assert all(r["difference"] < 1e-12 and len(r["pipelined"]) == 2 for r in res)
@@ -351,3 +392,4 @@ def test_gradient_noise_falls_with_the_batch_and_compares_equal_computation():
         assert len(out[state]["equal_compute"]["small"]) == 4
     with pytest.raises(ValueError):
         P.gradient_noise(x, y, [784, 16, 10], [8], 1, seed=0, train_steps=0, same_compute=(100, 512))
+

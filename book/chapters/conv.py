@@ -18,6 +18,8 @@ from typing import Callable
 import numpy as np
 import scipy.fft as sp_fft
 
+from book.core import numerics
+
 MODES = ("full", "same", "valid")
 
 
@@ -481,6 +483,17 @@ class PropagatorReading:
     top_fraction: float       # the fraction of pixels called "brightest"
     departure_residual: float  # max |(output - image) - (-neighbour · image ⊛ kernel)| (a centre-8 kernel)
 
+    def summary(self) -> str:
+        """conv-13: the softmax kernel, and where image ⊛ softmax(edge) is largest."""
+        return "\n".join([
+            f"softmax kernel: centre {self.centre:.4f}, each neighbour {self.neighbour:.2e}",
+            f"image ⊛ softmax(edge): correlation with the image "
+            f"{numerics.float_text(self.corr_with_image, '.5f')}, with the edge map "
+            f"{numerics.float_text(self.corr_with_edges, '.3f')}",
+            f"its brightest {self.top_fraction:.0%} of pixels: {self.top_overlap_image:.1%} are among "
+            f"the image's brightest, {self.top_overlap:.1%} among the edge map's brightest",
+            f"output − image + s · (edge ⊛ image): {numerics.bound(self.departure_residual, 1e-12)}"])
+
 
 def propagator_reading(image: np.ndarray, kernel: np.ndarray, top_fraction: float = 0.05
                        ) -> PropagatorReading:
@@ -511,3 +524,564 @@ def propagator_reading(image: np.ndarray, kernel: np.ndarray, top_fraction: floa
         top_overlap_image=float(len(np.intersect1d(top_out, top_image)) / k),
         top_fraction=float(top_fraction),
         departure_residual=float(np.abs((out - img) + neighbour * response).max()))
+
+
+# -- the chapter's measurements, one function per claim -------------------------------------------
+# Each returns what the notebook prints and checks; the figures are separate functions returning
+# their matplotlib Figure. Functions that take `rng` draw from it in the chapter's order, so a
+# seeded run reproduces every number.
+@dataclass(frozen=True)
+class IntensityKept:
+    """conv-1: per kernel (divided by 9), (Σ kernel ÷ 9, share of the image's total kept by the full
+    output, 'same' share predicted from the kernel's offsets, 'same' share measured)."""
+
+    rows: dict[str, tuple[float, float, float, float]]
+
+    @property
+    def kept(self) -> dict[str, float]:
+        return {name: v[1] for name, v in self.rows.items()}
+
+    @property
+    def changed(self) -> list[str]:
+        """The kernels whose full output does not keep the total within 1 %."""
+        return [name for name, share in self.kept.items() if abs(share - 1) >= 0.01]
+
+    @property
+    def prediction_error(self) -> float:
+        """Largest gap between a total and its prediction (Σ kernel; the 'same' share)."""
+        return max(max(abs(v[1] - v[0]), abs(v[3] - v[2])) for v in self.rows.values())
+
+    def kept_rounded(self, digits: int = 4) -> list[float]:
+        return [round(share, digits) + 0.0 for share in self.kept.values()]  # + 0.0: no "-0"
+
+    def changed_text(self) -> str:
+        """"the X keeps 56%, ..." for the kernels that change the total."""
+        return ", ".join(f"the {n} keeps {round(self.kept[n], 2) + 0.0:.0%}" for n in self.changed)
+
+    def table(self) -> str:
+        lines = [f"{'kernel ÷ 9':<15} {'Σ kernel ÷ 9':>13} {'full: total kept':>17} "
+                 f"{'same: predicted':>16} {'same: measured':>15}"]
+        for name, values in self.rows.items():
+            s = [round(v, 6) + 0.0 for v in values]  # + 0.0: no "-0" from rounding noise
+            lines.append(f"{name:<15} {s[0]:>13.4f} {s[1]:>17.6f} {s[2]:>16.6f} {s[3]:>15.6f}")
+        return "\n".join(lines)
+
+
+def intensity_kept(image: np.ndarray, panel: dict[str, np.ndarray], divisor: float = 9) -> IntensityKept:
+    """conv-1: does dividing a kernel by its size (9) keep the image's total intensity? For each
+    kernel of `panel`, divided by `divisor`, the share of the total its full and 'same' outputs keep."""
+    total = image.sum()
+    rows = {}
+    for name, kernel in panel.items():
+        k = kernel / divisor
+        predicted_same = float((same_mode_share(image.shape, k) * image).sum() / total)
+        rows[name] = (k.sum(), total_after(image, k, "full") / total,
+                      predicted_same, total_after(image, k, "same") / total)
+    return IntensityKept(rows)
+
+
+def figure_edge_and_blur(image: np.ndarray, edge: np.ndarray, box: np.ndarray):
+    """conv-1's picture: the image, |edge kernel ⊛ image| and the box blur."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 3.2), layout="constrained")
+    for ax, (title, picture) in zip(axes, [
+            ("image", image), ("edge kernel", np.abs(fft_convolve(image, edge, "same"))),
+            ("box kernel ÷ 9 (blur)", fft_convolve(image, box, "same"))]):
+        ax.imshow(picture, cmap="gray", vmax=None if title != "edge kernel" else 0.5)
+        ax.set_title(title)
+        ax.axis("off")
+    return fig
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """conv-3: FFT against direct convolution (and both against scipy)."""
+
+    cases: int           # random (shape, mode) cases compared
+    worst: float         # largest difference relative to max(1, max |reference|)
+    photo_error: float   # max |fft - direct| on the photograph
+
+
+def fft_agreement(rng: np.random.Generator, trials: int, image: np.ndarray, kernel: np.ndarray,
+                  max_side: int = 40) -> Agreement:
+    """conv-3: the convolution theorem. `trials` random 1-D and as many 2-D pairs of arrays (sides
+    below `max_side`), every mode where it is defined: fft_convolve against direct_convolve and
+    direct_convolve against scipy.signal.convolve; then the photograph with `kernel`."""
+    import scipy.signal
+
+    worst, cases = 0.0, 0
+    for ndim in (1, 2):
+        for _ in range(trials):
+            shape_a = tuple(rng.integers(1, max_side, ndim))
+            shape_b = tuple(rng.integers(1, max_side, ndim))
+            a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+            for mode in MODES:
+                if mode == "valid" and not (all(np.greater_equal(shape_a, shape_b))
+                                            or all(np.greater_equal(shape_b, shape_a))):
+                    continue
+                direct, fft = direct_convolve(a, b, mode), fft_convolve(a, b, mode)
+                reference = scipy.signal.convolve(a, b, mode=mode, method="direct")
+                scale = max(1.0, np.abs(reference).max())
+                worst = max(worst, np.abs(fft - direct).max() / scale,
+                            np.abs(direct - reference).max() / scale)
+                cases += 1
+    photo_error = np.abs(fft_convolve(image, kernel, "same") - direct_convolve(image, kernel, "same")).max()
+    return Agreement(cases, worst, photo_error)
+
+
+def rotate_crop(picture: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate counter-clockwise (on screen) and keep the central 256×256, free of corners."""
+    import scipy.ndimage as ndi
+
+    return ndi.rotate(picture, angle, reshape=False, order=1)[128:384, 128:384]
+
+
+def recovered_angle(picture: np.ndarray, angle: float) -> float:
+    """conv-4: the rotation of `picture` by `angle` degrees, read back off the spectra alone."""
+    # image rows run downwards, so a counter-clockwise turn lowers the measured angle
+    return (spectrum_orientation(rotate_crop(picture, 0))
+            - spectrum_orientation(rotate_crop(picture, angle))) % 180
+
+
+def figure_spectra(pattern: np.ndarray, photo: np.ndarray, angles=(0, 37), size: int = 256):
+    """conv-4's picture: the stripes and the photo at each angle, with their log spectra."""
+    import matplotlib.pyplot as plt
+
+    window = np.outer(np.hanning(size), np.hanning(size))
+    fig, axes = plt.subplots(2, 4, figsize=(7.5, 4.4), layout="constrained")
+    for i, a in enumerate(angles):
+        for j, (title, pic) in enumerate([("stripes", rotate_crop(pattern, a)),
+                                          ("photo", rotate_crop(photo, a))]):
+            axes[i, 2 * j].imshow(pic, cmap="gray")
+            axes[i, 2 * j].set_title(f"{title}, {a}°")
+            axes[i, 2 * j + 1].imshow(log_spectrum(pic * window), cmap="magma")
+            axes[i, 2 * j + 1].set_title("log |spectrum|")
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig
+
+
+@dataclass(frozen=True)
+class Compression:
+    """conv-5: low-pass filtering at each kept fraction of the spectrum."""
+
+    fractions: list[float]
+    period: float                  # of the stripes, in pixels
+    errors: dict[str, list[float]]  # "stripes", "photo" -> RMS error / std per fraction
+    stripes_kept: list[bool]       # correlation > 0.8 and orientation within 1° per fraction
+
+    @property
+    def fundamental_area(self) -> float:
+        """The share of the spectrum inside a disc of radius 1/period (the stripes' fundamental)."""
+        return np.pi / self.period**2
+
+    @property
+    def monotone(self) -> bool:
+        """Less kept, more error, for both pictures."""
+        return all(np.all(np.diff(errors) > 0) for errors in self.errors.values())
+
+    @property
+    def as_predicted(self) -> bool:
+        """The stripes survive exactly when the disc holds their fundamental."""
+        return all(kept == (f > self.fundamental_area) for f, kept in zip(self.fractions, self.stripes_kept))
+
+    @property
+    def smallest_kept(self) -> float:
+        return min(f for f, kept in zip(self.fractions, self.stripes_kept) if kept)
+
+    def photo_error_at(self, fraction: float) -> float:
+        return self.errors["photo"][self.fractions.index(fraction)]
+
+    def table(self) -> str:
+        lines = [f"{'% kept':>7} {'disc holds the fundamental':>27} {'stripes kept':>13} {'photo error':>12}"]
+        for f, kept, e in zip(self.fractions, self.stripes_kept, self.errors["photo"]):
+            lines.append(f"{100 * f:>7.1f} {str(f > self.fundamental_area):>27} {str(kept):>13} {e:>12.3f}")
+        return "\n".join(lines)
+
+
+def lowpass_compression(pattern: np.ndarray, photo: np.ndarray, fractions: list[float],
+                        period: float) -> Compression:
+    """conv-5: keep `fractions` of the spectrum (a centred disc) of the stripes `pattern` (of this
+    period) and of the photo; the relative error of each, and whether the stripes survive."""
+    errors: dict[str, list[float]] = {"stripes": [], "photo": []}
+    kept_stripes = []
+    for f in fractions:
+        for name, pic in [("stripes", pattern), ("photo", photo)]:
+            filtered, _ = lowpass(pic, f)
+            errors[name].append(np.sqrt(np.mean((filtered - pic) ** 2)) / pic.std())
+            if name == "stripes":
+                correlation = np.corrcoef(filtered.ravel(), pic.ravel())[0, 1]
+                shift = abs(spectrum_orientation(filtered) - spectrum_orientation(pic))
+                kept_stripes.append(bool(correlation > 0.8 and shift < 1.0))
+    return Compression(list(fractions), period, errors, kept_stripes)
+
+
+def figure_lowpass(pattern: np.ndarray, photo: np.ndarray):
+    """conv-5's pictures: the stripes, the stripes at 1.5 % kept, the photo at 1 % kept."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9), layout="constrained")
+    axes[0].imshow(pattern, cmap="gray")
+    axes[0].set_title("stripes")
+    axes[1].imshow(lowpass(pattern, 0.015)[0], cmap="gray")
+    axes[1].set_title("1.5 % of spectrum kept")
+    axes[2].imshow(lowpass(photo, 0.01)[0], cmap="gray")
+    axes[2].set_title("photo, 1 % kept")
+    for ax in axes:
+        ax.axis("off")
+    return fig
+
+
+def figure_compression(compression: Compression):
+    """conv-5's curve: relative error against the % of coefficients kept."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    for name, errors in compression.errors.items():
+        ax.plot([100 * f for f in compression.fractions], errors, "o-", label=name)
+    ax.axvline(100 * compression.fundamental_area, color="gray", ls=":", label="stripes' fundamental")
+    ax.set_xscale("log")
+    ax.set_xlabel("% of coefficients kept")
+    ax.set_ylabel("relative RMS error")
+    ax.legend()
+    ax.set_title("error against compression")
+    return fig
+
+
+@dataclass(frozen=True)
+class HeatConvergence:
+    """conv-6: the propagator and explicit Euler against the exact solution, per grid spacing."""
+
+    half_width: float
+    rows: list[tuple]   # (h, steps, point-updates, propagator error, Euler error) per spacing
+    edge_value: float   # the exact solution's largest value on the finest grid's edge
+    step_error: float   # one Euler step against the same step from scipy.ndimage.laplace
+
+    @property
+    def orders(self) -> list[float]:
+        """Observed order of Euler's convergence in h between successive spacings."""
+        return [np.log2(a[4] / b[4]) for a, b in zip(self.rows, self.rows[1:])]
+
+    def table(self) -> str:
+        lines = [f"{'h':>6} {'steps':>6} {'point-updates':>14} {'propagator error':>17} {'Euler error':>12}"]
+        for h, steps, cost, e_prop, e_euler in self.rows:
+            lines.append(f"{h:>6} {steps:>6} {cost:>14,} {e_prop:>17.1e} {e_euler:>12.2e}")
+        orders = [round(float(o), 2) for o in self.orders]
+        lines.append(f"observed order of Euler's convergence in h: {orders}")
+        lines.append(f"exact solution on the grid's edge (±{self.half_width:g}): {self.edge_value:.1e}; "
+                     f"one Euler step vs scipy.ndimage.laplace: {numerics.bound(self.step_error, 1e-14)}")
+        return "\n".join(lines)
+
+
+def heat_convergence(blobs, t_end: float, half_width: float, spacings: list[float]) -> HeatConvergence:
+    """conv-6: diffuse a sum of Gaussian `blobs` to `t_end` on grids of ±half_width at each spacing h,
+    by one convolution with the propagator and by Euler steps of Δt = h²/8; errors against the
+    exact solution, the edge value of the finest grid and one step against scipy's Laplacian."""
+    import scipy.ndimage as ndi
+
+    rows = []
+    for h in spacings:
+        r = np.arange(-half_width, half_width + h / 2, h)
+        x, y = np.meshgrid(r, r, indexing="ij")
+        u0, exact = gaussian_blobs(x, y, blobs), gaussian_blobs(x, y, blobs, t=t_end)
+        by_propagator = fft_convolve(u0, heat_propagator(t_end, spacing=h), "same")
+        by_euler, steps = heat_euler(u0, t_end, h * h / 8, spacing=h)
+        rows.append((h, steps, steps * u0.size, np.abs(by_propagator - exact).max(),
+                     np.abs(by_euler - exact).max()))
+    edge_value = max(np.abs(exact[[0, -1], :]).max(), np.abs(exact[:, [0, -1]]).max())  # finest grid
+    one_step = heat_euler(u0, h * h / 8, h * h / 8, spacing=h)[0]
+    scipy_step = u0 + (1 / 8) * ndi.laplace(u0, mode="constant", cval=0.0)  # Δt·D/h² = 1/8
+    return HeatConvergence(half_width, rows, edge_value, np.abs(one_step - scipy_step).max())
+
+
+def figure_diffusion(image: np.ndarray, times=(0.0, 4.0, 16.0)):
+    """conv-6's pictures: the photograph diffused to each time (by the propagator)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(times), figsize=(7.5, 3.2), layout="constrained")
+    for ax, t in zip(axes, times):
+        ax.imshow(image if t == 0 else fft_convolve(image, heat_propagator(t), "same"), cmap="gray")
+        ax.set_title(f"diffused to t = {t:g}")
+        ax.axis("off")
+    return fig
+
+
+def figure_heat_convergence(diffusion: HeatConvergence):
+    """conv-6's curve: max error against Euler's cost, with the propagator's error."""
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    rows = diffusion.rows
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    ax.loglog([r[2] for r in rows], [r[4] for r in rows], "o-", label="explicit Euler")
+    ax.loglog([r[2] for r in rows], [r[3] for r in rows], "s", label="Gaussian propagator (one FFT)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, numticks=6))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # unlabelled minor ticks
+    ax.set_xlabel("cost of Euler (grid points × steps)")
+    ax.set_ylabel("max error")
+    ax.legend()
+    ax.set_title("error against the exact solution")
+    return fig
+
+
+def figure_softmax_output(image: np.ndarray, kernel: np.ndarray):
+    """conv-13's pictures: |kernel ⊛ image|, softmax(kernel) ⊛ image and its departure from the image."""
+    import matplotlib.pyplot as plt
+
+    soft_output = fft_convolve(image, softmax_kernel(kernel), "same")
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 3.2), layout="constrained")
+    for ax, (title, picture, cmap) in zip(axes, [
+            ("(a) |edge ⊛ image|", np.abs(fft_convolve(image, kernel, "same")), "gray"),
+            ("(b) softmax(edge) ⊛ image", soft_output, "gray"),
+            ("(c) (b) − image", soft_output - image, "RdBu")]):
+        ax.imshow(picture, cmap=cmap, vmax=0.5 if title.startswith("(a)") else None)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    return fig
+
+
+def impulse_response(kernel: np.ndarray, size: int = 7) -> np.ndarray:
+    """conv-8: what `kernel` makes of one bright pixel in the middle of a size×size black image."""
+    impulse = np.zeros((size, size))
+    impulse[size // 2, size // 2] = 1.0
+    return direct_convolve(impulse, kernel, "same")
+
+
+def blur_table(profiles: dict[str, BlurProfile]) -> str:
+    """conv-8: one row per kernel of its `blur_profile`, and whether it is a Gaussian blur."""
+    lines = [f"{'kernel':<25} {'steepest':>9} {'TV':>6} {'spreads':>8} {'anisotropy':>11} "
+             f"{'falls w/ dist':>14} {'≠ Gaussian':>11} {'Gaussian blur?':>15}"]
+    for name, p in profiles.items():
+        deviation = (numerics.bound(p.gaussian_deviation, 1e-12) if np.isfinite(p.gaussian_deviation)
+                     else "inf")
+        lines.append(f"{name:<25} {p.steepest_step_ratio:>9.3f} {p.total_variation_ratio:>6.3f} "
+                     f"{str(p.reaches_all_neighbours):>8} {p.anisotropy:>11.3g} "
+                     f"{str(p.decreasing_with_distance):>14} {deviation:>11} {str(p.is_gaussian_blur()):>15}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SamplingError:
+    """conv-9: RMS error of the stochastic convolution against the exact one, per sample count."""
+
+    sample_counts: list[int]
+    rms: list[float]
+
+    @property
+    def slope(self) -> float:
+        """Log-log slope of the RMS error against the samples (the central limit theorem: -1/2)."""
+        return np.polyfit(np.log(self.sample_counts), np.log(self.rms), 1)[0]
+
+
+def sampling_error(image: np.ndarray, kernel: np.ndarray, sample_counts: list[int],
+                   rng: np.random.Generator) -> SamplingError:
+    """conv-9: average `s` stochastic 'collapses' per pixel for each s; error against the convolution."""
+    expected = direct_convolve(image, kernel, "same")
+    rms = [np.sqrt(np.mean((stochastic_convolve(image, kernel, s, rng) - expected) ** 2))
+           for s in sample_counts]
+    return SamplingError(list(sample_counts), rms)
+
+
+def figure_sampling(sampling: SamplingError):
+    """conv-9's curve: RMS error against samples per pixel, with 1/√S."""
+    import matplotlib.pyplot as plt
+
+    counts, rms = sampling.sample_counts, sampling.rms
+    fig, ax = plt.subplots(figsize=(7.5, 3.3), layout="constrained")
+    ax.loglog(counts, rms, "o-", label="sampled convolution")
+    ax.loglog(counts, rms[0] / np.sqrt(counts), "--", label="1/√S")
+    ax.set(xlabel="samples per pixel S", ylabel="RMS error")
+    ax.legend()
+    return fig
+
+
+def correlation_identity_error(rng: np.random.Generator, shape_a=(30, 40), shape_b=(5, 7)) -> float:
+    """conv-10: max |cross_correlate - scipy.signal.correlate| on a random pair of arrays."""
+    import scipy.signal
+
+    a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    return np.abs(cross_correlate(a, b) - scipy.signal.correlate(a, b)).max()
+
+
+@dataclass(frozen=True)
+class TemplateSearch:
+    """conv-10: the search of a noisy image for a crop of it."""
+
+    noisy: np.ndarray
+    template: np.ndarray
+    found: tuple[int, int]      # by match_template (means removed)
+    raw_found: tuple[int, int]  # the brightest pixel of the plain cross-correlation
+
+
+def template_search(image: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator,
+                    noise: float = 0.1) -> TemplateSearch:
+    """conv-10: cut the template `box` = (top, left, height, width) out of `image`, add Gaussian noise
+    of this standard deviation to the image, and find the template by cross-correlation, with and
+    without removing the means."""
+    top, left, height, width = box
+    template = image[top:top + height, left:left + width]
+    noisy = image + rng.normal(0, noise, image.shape)
+    raw = cross_correlate(noisy, template, "valid")
+    raw_found = tuple(int(i) for i in np.unravel_index(np.argmax(raw), raw.shape))
+    return TemplateSearch(noisy, template, match_template(noisy, template), raw_found)
+
+
+def figure_template_search(search: TemplateSearch):
+    """conv-10's pictures: the noisy image with the match, the template, the correlation score."""
+    import matplotlib.pyplot as plt
+
+    noisy, template = search.noisy, search.template
+    height, width = template.shape
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 3.2), layout="constrained")
+    axes[0].imshow(noisy, cmap="gray")
+    axes[0].set_title("image + noise")
+    axes[0].add_patch(plt.Rectangle((search.found[1], search.found[0]), width, height, fill=False,
+                                    color="red", lw=2))
+    axes[1].imshow(template, cmap="gray")
+    axes[1].set_title("template")
+    score = cross_correlate(noisy - noisy.mean(), template - template.mean(), "valid")
+    axes[2].imshow(score, cmap="inferno")
+    axes[2].set_title("correlation (peak = match)")
+    for ax in axes:
+        ax.axis("off")
+    return fig
+
+
+@dataclass(frozen=True)
+class TimeSeriesModels:
+    """conv-11: the time-series models as convolutions, and whitening."""
+
+    ma_error: float          # moving average against scipy.signal.lfilter
+    ar_error: float          # AR model (convolution with its impulse response) against lfilter
+    covariance_error: float  # covariance of the whitened data against the identity
+    white: np.ndarray        # the whitened data
+
+    @property
+    def errors(self) -> tuple[float, float, float]:
+        return self.ma_error, self.ar_error, self.covariance_error
+
+
+def time_series_models(series: np.ndarray, weights: np.ndarray, phi: np.ndarray,
+                       correlated: np.ndarray) -> TimeSeriesModels:
+    """conv-11: the moving average with `weights` and the AR model with coefficients `phi` of
+    `series`, each as a convolution against scipy.signal.lfilter's recursion; `correlated` whitened."""
+    import scipy.signal
+
+    ma_error = np.abs(moving_average(series, weights) - scipy.signal.lfilter(weights, [1.0], series)).max()
+    kernel = autoregressive_impulse_response(phi, len(series))
+    ar_error = np.abs(moving_average(series, kernel)
+                      - scipy.signal.lfilter([1.0], np.r_[1.0, -phi], series)).max()
+    white = whiten(correlated)
+    covariance_error = np.abs(np.cov(white, rowvar=False) - np.eye(white.shape[1])).max()
+    return TimeSeriesModels(ma_error, ar_error, covariance_error, white)
+
+
+def figure_whitening(correlated: np.ndarray, white: np.ndarray):
+    """conv-11's pictures: 2-D data with its covariance's eigenvectors, and the data whitened."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained")
+    axes[0].scatter(*correlated.T, s=2, alpha=0.4)
+    values, vectors = np.linalg.eigh(np.cov(correlated, rowvar=False))
+    for value, vector in zip(values, vectors.T):
+        axes[0].arrow(*correlated.mean(0), *(2 * np.sqrt(value) * vector), color="red", width=0.05)
+    axes[0].set_title("correlated data, eigenvectors")
+    axes[0].set_aspect("equal")
+    axes[1].scatter(*white.T, s=2, alpha=0.4)
+    axes[1].set_title("rotated onto them and scaled")
+    axes[1].set_aspect("equal")
+    return fig
+
+
+@dataclass(frozen=True)
+class KernelSweep:
+    """conv-12 (shown, not judged): direct and FFT timings on a side×side image per kernel size."""
+
+    side: int
+    timings: list[tuple[int, float, float]]  # (k, direct seconds, FFT seconds)
+
+    @property
+    def crossover(self) -> int | None:
+        """The first kernel size at which the FFT was faster on this machine."""
+        return next((k for k, td, tf in self.timings if tf < td), None)
+
+    def predicted(self, cost_model: CostModel = DEFAULT_COST_MODEL) -> int | None:
+        """The first kernel size of the sweep at which the cost model picks the FFT."""
+        return next((k for k, *_ in self.timings
+                     if cost_model.choose((self.side, self.side), (k, k), "same") == "fft"), None)
+
+
+def time_kernel_sweep(picture: np.ndarray, kernel_sizes: list[int], rng: np.random.Generator,
+                      repeats: int = 3) -> KernelSweep:
+    """conv-12: median time of direct and FFT convolution ('same') of `picture` with a random k×k
+    kernel for each k, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    timings = []
+    for k in tqdm(kernel_sizes, desc="kernel sizes"):
+        kernel = rng.standard_normal((k, k))
+        t_direct = median_seconds(lambda: direct_convolve(picture, kernel, "same"), repeats=repeats)
+        t_fft = median_seconds(lambda: fft_convolve(picture, kernel, "same"), repeats=repeats)
+        timings.append((k, t_direct, t_fft))
+    return KernelSweep(picture.shape[0], timings)
+
+
+def figure_kernel_sweep(sweep: KernelSweep):
+    """conv-12's curve: milliseconds of each method against the kernel size."""
+    import matplotlib.pyplot as plt
+
+    ks = [k for k, *_ in sweep.timings]
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), layout="constrained")
+    ax.semilogy(ks, [td * 1e3 for _, td, _ in sweep.timings], "o-", label="direct")
+    ax.semilogy(ks, [tf * 1e3 for *_, tf in sweep.timings], "s-", label="FFT")
+    ax.set(xlabel="kernel size k (k×k)", ylabel="ms",
+           title=f"{sweep.side}×{sweep.side} image, this machine")
+    ax.legend()
+    return fig
+
+
+@dataclass(frozen=True)
+class BothEnds:
+    """conv-12: the winner's advantage at each end, (ratio, low, high) from interleaved trials."""
+
+    small: tuple[float, float, float]  # FFT's time over direct's at the small kernel
+    large: tuple[float, float, float]  # direct's time over FFT's at the large kernel
+    sides: tuple[int, int] = (3, 33)   # the two kernels' sides
+
+    @property
+    def estimate(self) -> float:
+        """The claim needs both ends: its weaker side decides."""
+        return min(self.small[0], self.large[0])
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The interval of the minimum of the two ratios."""
+        return min(self.small[1], self.large[1]), min(self.small[2], self.large[2])
+
+    def summary(self) -> str:
+        (s, g), (a, b) = (self.small, self.large), self.sides
+        return (f"{a}×{a}: FFT takes ⟨{s[0]:.2f}× direct's time [{s[1]:.2f}, {s[2]:.2f}]⟩; {b}×{b}: "
+                f"direct takes ⟨{g[0]:.1f}× FFT's time [{g[1]:.1f}, {g[2]:.1f}]⟩")
+
+
+def time_both_ends(picture: np.ndarray, rng: np.random.Generator, rounds: int, small: int = 3,
+                   large: int = 33, batch: int = 10) -> BothEnds:
+    """conv-12: direct and FFT convolution of `picture` with a random small×small and large×large
+    kernel, timed in alternation for `rounds`; the small one `batch` times per trial (a 3×3
+    convolution takes about a millisecond)."""
+    from book.core.timing import interleaved, paired_ratio_interval
+
+    k_small, k_large = rng.standard_normal((small, small)), rng.standard_normal((large, large))
+
+    def batched(fn):
+        return lambda: [fn() for _ in range(batch)]
+
+    trials = interleaved({"direct small": batched(lambda: direct_convolve(picture, k_small, "same")),
+                          "fft small": batched(lambda: fft_convolve(picture, k_small, "same")),
+                          "direct large": lambda: direct_convolve(picture, k_large, "same"),
+                          "fft large": lambda: fft_convolve(picture, k_large, "same")},
+                         rounds=rounds)
+    # advantage of the method the claim says wins: fft/direct at the small end, direct/fft at the large
+    return BothEnds(paired_ratio_interval(trials["direct small"], trials["fft small"]),
+                    paired_ratio_interval(trials["fft large"], trials["direct large"]), (small, large))

@@ -8,6 +8,7 @@ One module per concern, every name importable from `book.chapters.parallel` as b
 - `models`: the algorithms (`FlatGradients`, `SplitLinear`, data-/model-parallel training, the
   hybrid `HybridNet`, the mini-batch gradient noise) and the posts' arithmetic;
 - `measure`: what the chapters time, as repeated, interleaved trials;
+- `data_parallel`, `model_parallel`: the two chapters' measurements, one per claim, and figures;
 - `cli`: `torchrun ... -m book.chapters.parallel {gradients,split,allreduce}`.
 """
 from book.chapters.parallel.collectives import (Traffic, Worker, all_gather_cat, all_reduce,
@@ -27,6 +28,20 @@ from book.chapters.parallel.pool import (LOCALHOST, RESULT_DIR_PREFIX, Pool, Wor
                                          check_split, check_world_size, crash_on_rank, launch,
                                          max_world_size, pick_backend, port_is_free, rank_sum,
                                          remove_stale_result_dirs, run_here)
+from book.chapters.parallel.data_parallel import (DataParallelRuns, LayerBalance, Link, NoiseSummary,
+                                                  OverlapSpeedup, TileThroughput, ddp_summary,
+                                                  figure_dp_losses, figure_exchange_scaling,
+                                                  figure_gradient_noise, figure_link, figure_tiles,
+                                                  measure_link, rmsprop_summary, start_and_wait,
+                                                  time_ddp_overlap, time_rmsprop_overlap, time_tiles,
+                                                  train_data_parallel)
+from book.chapters.parallel.model_parallel import (Crossover, HybridRun, HybridTiming,
+                                                   ModelParallelRuns, Pipeline, SplitChecks,
+                                                   count_hybrid, figure_crossover, figure_hybrid,
+                                                   figure_hybrid_counts, figure_mp_losses,
+                                                   hybrid_table, time_dp_vs_mp, time_hybrid,
+                                                   time_pipeline, train_hybrid,
+                                                   train_model_parallel)
 from book.chapters.parallel.cli import main
 
 __all__ = ["Traffic", "Worker", "all_gather_cat", "all_reduce", "allreduce_sweep",
@@ -39,4 +54,12 @@ __all__ = ["Traffic", "Worker", "all_gather_cat", "all_reduce", "allreduce_sweep
            "split_mlp", "train_single", "transfer_ms_plain", "transfer_ms_post", "LOCALHOST",
            "RESULT_DIR_PREFIX", "Pool", "WorkerFailed", "busy_for", "check_split",
            "check_world_size", "crash_on_rank", "launch", "max_world_size", "pick_backend",
-           "port_is_free", "rank_sum", "remove_stale_result_dirs", "run_here", "main"]
+           "port_is_free", "rank_sum", "remove_stale_result_dirs", "run_here", "main",
+           "DataParallelRuns", "LayerBalance", "Link", "NoiseSummary", "OverlapSpeedup",
+           "TileThroughput", "ddp_summary", "figure_dp_losses", "figure_exchange_scaling",
+           "figure_gradient_noise", "figure_link", "figure_tiles", "measure_link", "rmsprop_summary",
+           "start_and_wait", "time_ddp_overlap", "time_rmsprop_overlap", "time_tiles",
+           "train_data_parallel", "Crossover", "HybridRun", "HybridTiming", "ModelParallelRuns",
+           "Pipeline", "SplitChecks", "count_hybrid", "figure_crossover", "figure_hybrid",
+           "figure_hybrid_counts", "figure_mp_losses", "hybrid_table", "time_dp_vs_mp", "time_hybrid",
+           "time_pipeline", "train_hybrid", "train_model_parallel"]
