@@ -104,7 +104,7 @@ linkcheck: setup
 # to the committed evidence in results/ (exact where the numerics profile holds, by verdict family for
 # timed rows), after every stored page is checked against its notebook and its manifest. Report in
 # _build/full/report.md; exit 1 on any difference. Scheduled weekly by .github/workflows/full.yml.
-# First, a committed 100-epoch sparse run re-trained bit for bit (CI re-trains a 20-epoch one).
+# Then a committed 100-epoch sparse run re-trained bit for bit (CI re-trains a 20-epoch one).
 test-full: setup data
-	BOOK_SLOW_TESTS=1 $(PY) -m pytest tests/test_sparse.py -k reproduced_exactly -p no:cacheprovider -q
 	$(PY) -m book full-check $(ARGS)
+	BOOK_SLOW_TESTS=1 $(PY) -m pytest tests/test_sparse.py -k reproduced_exactly -p no:cacheprovider -q
