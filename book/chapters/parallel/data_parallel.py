@@ -7,7 +7,6 @@ between ⟨ ⟩ and numbers that depend on the float kernels between ‹ › (`b
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -20,20 +19,8 @@ from book.chapters.parallel.measure import (efficiency_trials, matmul_trials, ov
 from book.chapters.parallel.models import (dp_train, naive_exchange_ms, ring_allreduce_ms,
                                            train_single)
 from book.chapters.parallel.pool import Pool, check_split, rank_sum
+from book.chapters.parallel.display import progress, pyplot
 from book.core import numerics, timing
-
-
-def _progress(items, desc: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tqdm warns when ipywidgets is absent; plain bars are fine
-        from tqdm.auto import tqdm
-    return tqdm(items, desc=desc)
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # -- dp-3 (context): the post's exchange against a ring all-reduce --------------------------------
@@ -41,7 +28,7 @@ def figure_exchange_scaling(grad_bytes: float, transfer_ms: float, gbit_per_s: f
                             gpus_per_node: int = 3, nodes: Sequence[int] = range(1, 9)):
     """dp-3's consequence: ms per gradient exchange against the number of nodes, for the post's
     every-GPU-to-every-GPU scheme (one card user per node) and for a ring all-reduce."""
-    plt = _plt()
+    plt = pyplot()
     nodes = np.asarray(nodes)
     naive = [naive_exchange_ms(int(k), gpus_per_node, transfer_ms, transfer_ms / 3, serialised=True)
              for k in nodes]
@@ -150,13 +137,13 @@ def train_data_parallel(pools: Mapping[int, Pool], runs: Sequence[int], x: torch
     x, y = x[: batch * steps], y[: batch * steps]
     single = train_single(x, y, widths, batch_size=batch, steps=steps, lr=lr, seed=seed)
     dp_runs = {n: pools[n].run(dp_train, x, y, widths, batch, steps, lr, seed)
-               for n in _progress(runs, "data-parallel training")}
+               for n in progress(runs, "data-parallel training")}
     return DataParallelRuns(single, dp_runs, steps)
 
 
 def figure_dp_losses(result: DataParallelRuns):
     """dp-4's picture: the loss curves, and their differences (float rounding only)."""
-    plt = _plt()
+    plt = pyplot()
     single = result.single
     fig, (a, b) = plt.subplots(1, 2, figsize=(7.5, 3.2), layout="constrained")
     a.plot(single["losses"], "k-", lw=3, alpha=0.3, label="one process")
@@ -229,9 +216,9 @@ def measure_link(pools: Mapping[int, Pool], sizes: Sequence[int], reps: int, ste
     exchange (`per_worker` examples each), with progress bars."""
     multi = [n for n in pools if n > 1]
     allreduce_s = {n: pools[n].run(allreduce_sweep, list(sizes), reps)[0]
-                   for n in _progress(multi, "all-reduce sweep")}
+                   for n in progress(multi, "all-reduce sweep")}
     trials = {n: pools[n].run(efficiency_trials, list(step_widths), per_worker, 2 * reps)[0]
-              for n in _progress(multi, "data-parallel step")}
+              for n in progress(multi, "data-parallel step")}
     return Link(list(sizes), allreduce_s, trials)
 
 
@@ -240,7 +227,7 @@ def figure_link(link: Link):
     the exchange."""
     from matplotlib import ticker
 
-    plt = _plt()
+    plt = pyplot()
     multi, sizes, fits = list(link.allreduce_s), link.sizes, link.fits
     fig, (a, b) = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained")
     for n in multi:
@@ -364,7 +351,7 @@ class NoiseSummary:
 def figure_gradient_noise(noise: Mapping[str, Any], batches: Sequence[int]):
     """dp-10's pictures: (a) cosine with the full gradient, (b) one SGD step's loss decrease, per
     mini-batch size and state."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(7.5, 3.4), layout="constrained")
     for state, result in noise.items():
         rows = result["rows"]
@@ -429,7 +416,7 @@ def time_tiles(batches: Sequence[int], device: str | torch.device, rounds: int) 
 
 def figure_tiles(tiles: TileThroughput, device_type: str):
     """dp-6's picture: GFLOP/s against the batch size, the multiples of 32 marked."""
-    plt = _plt()
+    plt = pyplot()
     batches, gflops = tiles.batches, tiles.gflops
     fig, ax = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
     ax.plot(batches, [gflops[b] for b in batches], "o-", label="all batch sizes")

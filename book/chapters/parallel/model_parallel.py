@@ -7,7 +7,6 @@ that depend on the float kernels between ‹ › (`book.core.numerics`).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,22 +17,10 @@ from book.chapters.parallel.measure import dp_vs_mp_timing, hybrid_vs_dp_trials,
 from book.chapters.parallel.models import (alexnet_like, convnet_train_single, hybrid_traffic,
                                            hybrid_train, mnist_convnet, mp_train, train_single)
 from book.chapters.parallel.pool import Pool, check_split
+from book.chapters.parallel.display import progress, pyplot
 from book.core import numerics, timing
 
 SPLITS = ("first", "second")
-
-
-def _progress(items, desc: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tqdm warns when ipywidgets is absent; plain bars are fine
-        from tqdm.auto import tqdm
-    return tqdm(items, desc=desc)
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # -- mp-1, mp-2, mp-3: the split layers against the unsplit one -----------------------------------
@@ -133,13 +120,13 @@ def train_model_parallel(pool: Pool, x: torch.Tensor, y: torch.Tensor, widths: S
     x, y = x[: batch * steps], y[: batch * steps]
     single = train_single(x, y, widths, batch_size=batch, steps=steps, lr=lr, seed=seed)
     runs = {s: pool.run(mp_train, x, y, widths, batch, steps, lr, seed, s)[0]
-            for s in _progress(SPLITS, "model-parallel training")}
+            for s in progress(SPLITS, "model-parallel training")}
     return ModelParallelRuns(single, runs, steps)
 
 
 def figure_mp_losses(result: ModelParallelRuns, workers: int):
     """The loss curves of one process and of each split."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
     ax.plot(result.single["losses"], "k-", lw=3, alpha=0.3, label="one process, whole weights")
     for s, r in result.runs.items():
@@ -195,14 +182,14 @@ def time_dp_vs_mp(pool: Pool, widths: Sequence[int], batches: Sequence[int], rou
     for width in widths:
         check_split(width, pool.world_size, "layer width")
     rows: list[dict[str, Any]] = []
-    for b in _progress(batches, "data vs model parallel"):
+    for b in progress(batches, "data vs model parallel"):
         rows += pool.run(dp_vs_mp_timing, list(widths), depth, [b], rounds)[0]
     return Crossover(rows, list(batches))
 
 
 def figure_crossover(crossover: Crossover):
     """mp-4's pictures: (a) counted elements per width, (b) the step-time ratio per width."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a, c) = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained")
     for b in crossover.batches:
         r = crossover.at(b)
@@ -242,7 +229,7 @@ def hybrid_table(hybrid: dict[int, dict[str, float]]) -> str:
 
 def figure_hybrid_counts(hybrid: dict[int, dict[str, float]]):
     """mp-5's picture: the three schemes' elements per worker count."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
     xs = np.arange(len(hybrid))
     for i, key in enumerate(("data", "model", "hybrid")):
@@ -334,7 +321,7 @@ def time_hybrid(pool: Pool, batch: int, rounds: int, seed: int) -> HybridTiming:
 
 def figure_hybrid(run: HybridRun, timed: HybridTiming, workers: int):
     """mp-6/mp-7's pictures: (a) the same training, (b) the two steps' median times."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(7.5, 3.2), layout="constrained")
     a.plot(run.single["losses"], "k-", lw=3, alpha=0.3, label="one process")
     a.plot(run.ranks[0]["losses"], "--", label=f"hybrid, {workers} workers")
