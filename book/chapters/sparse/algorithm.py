@@ -213,6 +213,7 @@ class SparseMomentum:
         start = time.perf_counter()
         names = list(self.weights)
         before = self.active_counts()
+        was_active = {n: self.masks[n].clone().view(-1) for n in names}
         moms = {n: self.momentum(n).abs() for n in names}
         # (1) layer importance: mean momentum magnitude of the active weights, normalised
         means = np.array([float(moms[n][self.masks[n]].mean()) if before[n] else 0.0 for n in names])
@@ -233,7 +234,7 @@ class SparseMomentum:
             regrow = allocate_regrowth(importance, total, room)
         else:
             regrow = np.array([removed[n] for n in names])
-        grown_min, missing_max = {}, {}
+        grown_min, missing_max, in_place = {}, {}, {}
         for i, n in enumerate(names):
             g = int(regrow[i])
             if not g:
@@ -247,9 +248,14 @@ class SparseMomentum:
                 pick = torch.randperm(len(candidates), generator=self.generator)[:g]
                 grow = candidates[pick.to(candidates.device)]
             self.masks[n].view(-1)[grow] = True
+            # A weight missing before this cycle starts at zero. One pruned and regrown in the same
+            # cycle keeps its value: its mask went off and on again, as in the paper's code (which
+            # never zeroes it), so a layer that is full prunes and regrows without losing weights.
             new = torch.zeros(self.masks[n].numel(), dtype=torch.bool, device=grow.device)
-            new[grow] = True   # new weights start at zero (masked_fill: any memory layout)
-            self.weights[n].masked_fill_(new.view_as(self.masks[n]), 0.0)
+            new[grow] = True
+            in_place[n] = int((new & was_active[n]).sum())
+            new &= ~was_active[n]
+            self.weights[n].masked_fill_(new.view_as(self.masks[n]), 0.0)   # masked_fill: any layout
             still_free = ~self.masks[n].view(-1)
             grown_min[n] = float(moms[n].flatten()[grow].min())
             missing_max[n] = float(moms[n].flatten()[still_free].max()) if still_free.any() else 0.0
@@ -257,7 +263,7 @@ class SparseMomentum:
         after = self.active_counts()
         record = {
             "prune_rate": rate, "importance": dict(zip(names, importance.tolist())),
-            "removed": removed, "regrown": dict(zip(names, regrow.tolist())),
+            "removed": removed, "regrown": dict(zip(names, regrow.tolist())), "regrown_in_place": in_place,
             "active_before": before, "active_after": after,
             "layer_density": self.layer_densities(),
             "grown_min_momentum": grown_min, "missing_max_momentum": missing_max,

@@ -7,10 +7,12 @@ recomputes from first principles what the post's description says must have happ
 
 - the prune rate of cycle t of T epochs: p_min + (p_0 - p_min)/2 · (1 + cos(π t / (T-1)));
 - each layer prunes round(p_t · active) of its active weights, the ones of smallest magnitude: so the
-  survivors (active before and after, weight unchanged) are exactly the largest-magnitude
-  (active − pruned) weights;
-- every other active weight after the cycle is regrown: it starts at exactly zero, and no weight left
-  missing has a larger momentum magnitude than any regrown one (within the layer);
+  largest-magnitude (active − pruned) weights all survive, and no weight that is gone after the cycle
+  was among them;
+- every other active weight after the cycle is regrown, and no weight left missing has a larger
+  momentum magnitude than any regrown one (within the layer). A weight missing before the cycle
+  starts at exactly zero; one pruned and regrown in the same cycle keeps its value (its mask went off
+  and on again, as in the paper's code), so every weight active before and after is unchanged;
 - the total count of active weights is unchanged;
 - with redistribution, a layer that did not fill up regrew in proportion to its importance (mean
   momentum magnitude of its active weights before the cycle, normalised over layers), up to rounding.
@@ -66,22 +68,20 @@ def audit_cycle(before: Snapshot, after: Snapshot, *, t: int, epochs: int, p0: f
         wb, wa = before.weights[n].flatten(), after.weights[n].flatten()
         mom = before.momentum[n].flatten()
         k = int(round(rate * active_before[n]))           # expected number pruned
-        # Survivors: active before and after with the weight carried over unchanged (a regrown weight
-        # restarts at zero). An active weight that is exactly zero (e.g. fed by a dead unit) cannot be told
-        # apart from one pruned and regrown in place, so zeros are kept out of the survivor set and the
-        # observed prune count is a range: [pruned if every kept zero survived, pruned if none did].
-        survived = mb & ma & (wa == wb) & (wb != 0)
-        zeros_kept = int((mb & ma & (wb == 0) & (wa == 0)).sum())
+        # The survivors are the (active - k) largest magnitudes. Zeros are the smallest, so they go
+        # first; where a layer has fewer nonzero weights than survivors, which zeros survived cannot be
+        # seen, and those zeros are left out of both the survivor and the regrown set.
         nonzero = mb & (wb != 0)
-        n_keep = min(active_before[n] - k, int(nonzero.sum()))   # zeros are the smallest: pruned first
+        n_keep = min(active_before[n] - k, int(nonzero.sum()))
         mags = wb.abs()[nonzero]
         order = torch.argsort(mags, descending=True, stable=True)
-        keep_expected = torch.zeros_like(mb)
-        keep_expected[nonzero.nonzero().flatten()[order[:n_keep]]] = True
+        survivors = torch.zeros_like(mb)
+        survivors[nonzero.nonzero().flatten()[order[:n_keep]]] = True
         ties = bool(0 < n_keep < len(mags) and float(mags[order[n_keep - 1]]) == float(mags[order[n_keep]]))
-        regrown = ma & ~survived & ~(mb & (wb == 0) & (wa == 0))
+        kept, gone, new = mb & ma, mb & ~ma, ma & ~mb
+        unclear_zeros = kept & (wb == 0) & (n_keep < active_before[n] - k)
+        regrown = (kept & ~survivors & ~unclear_zeros) | new   # pruned and regrown in place, or new
         missing = ~ma
-        pruned_hi = active_before[n] - int(survived.sum())
         grown_min = float(mom[regrown].min()) if regrown.any() else math.inf
         missing_max = float(mom[missing].max()) if missing.any() else -math.inf
         regrown_counts[n] = active_after[n] - (active_before[n] - k)  # counted, not read off the run's record
@@ -89,10 +89,12 @@ def audit_cycle(before: Snapshot, after: Snapshot, *, t: int, epochs: int, p0: f
         capped[n] = not missing.any()
         out["layers"][n] = {
             "active_before": active_before[n], "active_after": active_after[n], "pruned_expected": k,
-            "pruned_observed": [pruned_hi - zeros_kept, pruned_hi], "regrown": regrown_counts[n],
-            "pruned_as_scheduled": pruned_hi - zeros_kept <= k <= pruned_hi,
-            "survivors_are_largest": bool(torch.equal(survived, keep_expected)) or ties,
-            "regrown_start_at_zero": bool((wa[regrown] == 0).all()),
+            "gone": int(gone.sum()), "regrown_in_place": int((kept & ~survivors & ~unclear_zeros).sum()),
+            "regrown": regrown_counts[n],
+            "pruned_as_scheduled": int(gone.sum()) <= k <= active_before[n],
+            "survivors_are_largest": bool((survivors <= kept).all()) or ties,
+            "kept_unchanged": bool((wa[kept] == wb[kept]).all()),
+            "regrown_start_at_zero": bool((wa[new] == 0).all()),
             "regrown_have_largest_momentum": grown_min >= missing_max,
         }
     total_imp = sum(importance.values())
@@ -107,7 +109,7 @@ def audit_cycle(before: Snapshot, after: Snapshot, *, t: int, epochs: int, p0: f
     layers = out["layers"].values()
     out["ok"] = bool(out["total_before"] == out["total_after"]
                      and all(v["pruned_as_scheduled"] for v in layers)
-                     and all(v["survivors_are_largest"] and v["regrown_start_at_zero"]
+                     and all(v["survivors_are_largest"] and v["kept_unchanged"] and v["regrown_start_at_zero"]
                              and v["regrown_have_largest_momentum"] for v in layers)
                      and share_miss <= 1.0)
     return out
@@ -152,6 +154,8 @@ class CycleAuditor:
             "pruned_as_scheduled": all(v["pruned_as_scheduled"] for v in layers),
             "smallest_pruned": all(v["survivors_are_largest"] for v in layers),
             "regrown_at_zero": all(v["regrown_start_at_zero"] for v in layers),
+            "kept_unchanged": all(v["kept_unchanged"] for v in layers),
+            "regrown_in_place": sum(v["regrown_in_place"] for v in layers),
             "largest_momentum_regrown": all(v["regrown_have_largest_momentum"] for v in layers),
             "max_share_miss": max((r["redistribution_share_miss"] for r in c), default=0.0),
             "pruned_expected_total": sum(v["pruned_expected"] for v in layers),
