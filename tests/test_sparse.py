@@ -104,6 +104,28 @@ def test_a_full_layer_keeps_its_weights_through_a_cycle():
     assert w.masks["5.weight"].all() and torch.equal(w.weights["5.weight"].detach(), before)
 
 
+def test_regrown_momentum_reset_zeroes_only_the_new_weights_momentum():
+    """The divergence study's variant: weights missing before the cycle start with zero momentum;
+    every other momentum is as the post's algorithm leaves it."""
+    out = {}
+    for mode in ("kept", "zero"):
+        model, opt, w = _setup(density=0.05, redistribution="none")
+        w.regrown_momentum = mode
+        _steps(model, opt, w, n=3)
+        was = {n: m.clone() for n, m in w.masks.items()}
+        w.prune_and_regrow(0.5)
+        out[mode] = ({n: w.momentum(n).clone() for n in w.masks}, was, {n: m.clone() for n, m in w.masks.items()})
+    (kept, was, now), (zero, _, now_z) = out["kept"], out["zero"]
+    for n in kept:
+        assert torch.equal(now[n], now_z[n])
+        new = now[n] & ~was[n]
+        assert new.any() and (zero[n][new] == 0).all() and (kept[n][new] != 0).any()
+        assert torch.equal(zero[n][~new], kept[n][~new])
+    model, opt, _ = _setup()
+    with pytest.raises(ValueError, match="regrown_momentum"):
+        sp.SparseMomentum(model, opt, 0.1, regrown_momentum="reset")
+
+
 def test_random_regrowth_differs_from_momentum_regrowth():
     runs = {}
     for growth in ("momentum", "random"):

@@ -181,3 +181,31 @@ def test_lenet5_runs_are_published_as_they_land_once_dense_and_5_percent_have_on
     sweeps._write_json_atomic(sweeps.work_file("lenet5", tmp_path), {"runs": rows})
     doc = json.loads(sweeps.publish("lenet5", tmp_path).read_text())
     assert [r["density"] for r in doc["data"]["runs"]] == [1.0, 0.05] and len(doc["data"]["missing"]) == 10
+
+
+def test_a_run_cut_short_is_the_start_of_the_whole_run(mnist):
+    """The divergence study's trace: the first epochs of a run, stopped early, are the same bits as
+    the whole run's first epochs, and its losses and per-epoch errors are recorded."""
+    cfg = sp.RunConfig("lenet300", density=0.1, epochs=3, seed=0, train_subset=1000)
+    losses, errors = [], []
+    cut = sp.train(cfg, mnist, epochs_run=2, step_losses=losses, epoch_errors=errors)
+    whole_losses = []
+    sp.train(cfg, mnist, step_losses=whole_losses)
+    assert len(losses) == 20 and losses == whole_losses[:20] and len(errors) == 2
+    assert cut.layer_density == cut.layer_density[:2] and len(cut.epoch_seconds) == 2
+    with pytest.raises(ValueError, match="epochs_run"):
+        sp.train(cfg, mnist, epochs_run=4)
+    with pytest.raises(ValueError, match="checkpoints"):
+        sp.train(cfg, mnist, checkpoint="x.pt", regrown_momentum="zero")
+
+
+def test_the_divergence_trace_records_both_variants_per_epoch(mnist):
+    from book.chapters.sparse import divergence
+
+    cfg = sp.RunConfig("lenet300", density=0.1, epochs=3, seed=0, train_subset=1000)
+    t = {m: divergence.trace(cfg, mnist, 2, m) for m in divergence.VARIANTS.values()}
+    for mode, tr in t.items():
+        assert tr["steps_per_epoch"] == 10 and len(tr["test_error"]) == 2 and len(tr["max_step_loss"]) == 2
+        assert tr["window"] == 10 and [len(w) for w in tr["loss_windows"]] == [1, 1]
+    # epoch 0 is the same in both (no cycle yet), the epoch after the first cycle is not
+    assert t["kept"]["loss_windows"][0] == t["zero"]["loss_windows"][0]

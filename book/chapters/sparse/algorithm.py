@@ -13,6 +13,9 @@ import torch.nn as nn
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 GROWTH_MODES = ("momentum", "random")
 REDISTRIBUTION_MODES = ("momentum", "none")
+# What a regrown weight's momentum starts from: "kept" (the post and the paper's code: the momentum it
+# gathered while missing, which is why it was chosen) or "zero" (the divergence study's variant).
+REGROWN_MOMENTUM_MODES = ("kept", "zero")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,7 +118,7 @@ class SparseMomentum:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, density: float, *,
                  epochs: int = 1, prune_rate: float = 0.5, prune_rate_floor: float = 0.005,
                  growth: str = "momentum", redistribution: str = "momentum", seed: int = 0,
-                 masks: dict[str, torch.Tensor] | None = None):
+                 masks: dict[str, torch.Tensor] | None = None, regrown_momentum: str = "kept"):
         if isinstance(density, bool) or not isinstance(density, (int, float)):
             raise TypeError(f"density must be a number in (0, 1], not {density!r}")
         if not (0 < density <= 1) or math.isnan(density):
@@ -128,6 +131,8 @@ class SparseMomentum:
             raise ValueError(f"growth must be one of {GROWTH_MODES}, not {growth!r}")
         if redistribution not in REDISTRIBUTION_MODES:
             raise ValueError(f"redistribution must be one of {REDISTRIBUTION_MODES}, not {redistribution!r}")
+        if regrown_momentum not in REGROWN_MOMENTUM_MODES:
+            raise ValueError(f"regrown_momentum must be one of {REGROWN_MOMENTUM_MODES}, not {regrown_momentum!r}")
         self.weights = prunable_layers(model)
         if not self.weights:
             raise ValueError(f"{type(model).__name__} has no prunable layer (no nn.Linear or nn.Conv*d): "
@@ -140,7 +145,7 @@ class SparseMomentum:
         self.model, self.optimizer = model, optimizer
         self.density, self.epochs = float(density), epochs
         self.prune_rate, self.prune_rate_floor = prune_rate, prune_rate_floor
-        self.growth, self.redistribution = growth, redistribution
+        self.growth, self.redistribution, self.regrown_momentum = growth, redistribution, regrown_momentum
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -256,6 +261,8 @@ class SparseMomentum:
             in_place[n] = int((new & was_active[n]).sum())
             new &= ~was_active[n]
             self.weights[n].masked_fill_(new.view_as(self.masks[n]), 0.0)   # masked_fill: any layout
+            if self.regrown_momentum == "zero":
+                self.momentum(n).masked_fill_(new.view_as(self.masks[n]), 0.0)
             still_free = ~self.masks[n].view(-1)
             grown_min[n] = float(moms[n].flatten()[grow].min())
             missing_max[n] = float(moms[n].flatten()[still_free].max()) if still_free.any() else 0.0
@@ -277,7 +284,8 @@ class SparseMomentum:
         return {"masks": {n: m.cpu().clone() for n, m in self.masks.items()}, "epoch": self.epoch,
                 "density": self.density, "epochs": self.epochs, "prune_rate": self.prune_rate,
                 "prune_rate_floor": self.prune_rate_floor, "growth": self.growth,
-                "redistribution": self.redistribution, "generator": self.generator.get_state(),
+                "redistribution": self.redistribution, "regrown_momentum": self.regrown_momentum,
+                "generator": self.generator.get_state(),
                 "history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -291,6 +299,7 @@ class SparseMomentum:
                 memory_format=torch.contiguous_format)
         for key in ("epoch", "density", "epochs", "prune_rate", "prune_rate_floor", "growth", "redistribution"):
             setattr(self, key, state[key])
+        self.regrown_momentum = state.get("regrown_momentum", "kept")
         self.generator.set_state(state["generator"])
         self.history = list(state.get("history", []))
         self.apply_masks()

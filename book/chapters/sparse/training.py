@@ -155,14 +155,25 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "cpu",
           progress: Callable[[int, float], None] | None = None,
-          checkpoint: str | os.PathLike | None = None) -> RunResult:
+          checkpoint: str | os.PathLike | None = None, epochs_run: int | None = None,
+          step_losses: list[float] | None = None, epoch_errors: list[float] | None = None,
+          regrown_momentum: str = "kept") -> RunResult:
     """Train one net from scratch with sparse momentum (density 1: the dense baseline).
 
     With `checkpoint` (a file path) the run saves its whole state there after every epoch (model,
     optimizer with its momentum, masks and sparse-momentum state, learning-rate schedule, the batch
     order's generator and torch's global generator, epoch times), atomically, and a run started with
     an existing checkpoint of the same configuration resumes after its last finished epoch. A run
-    killed and resumed ends with the same bits as one never interrupted (tested)."""
+    killed and resumed ends with the same bits as one never interrupted (tested).
+
+    The divergence study's options: `epochs_run` stops after that many epochs of the run's schedule
+    (the test error is then of that net), `step_losses` collects every step's loss, `epoch_errors` the
+    test error after every epoch and its cycle, and `regrown_momentum` is `SparseMomentum`'s (not part of a
+    `RunConfig`: no checkpoint with it)."""
+    if regrown_momentum != "kept" and checkpoint is not None:
+        raise ValueError("checkpoints hold RunConfig runs, whose regrown weights keep their momentum")
+    if epochs_run is not None and not 1 <= epochs_run <= config.epochs:
+        raise ValueError(f"epochs_run must be in [1, {config.epochs}], not {epochs_run}")
     device = torch.device(device)
     torch.manual_seed(config.seed)
     model = MODELS[config.model]().to(device)
@@ -170,7 +181,8 @@ def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "c
                                 weight_decay=config.weight_decay)
     sparse = SparseMomentum(model, optimizer, config.density, epochs=config.epochs,
                             prune_rate=config.prune_rate, prune_rate_floor=config.prune_rate_floor,
-                            growth=config.growth, redistribution=config.redistribution, seed=config.seed)
+                            growth=config.growth, redistribution=config.redistribution, seed=config.seed,
+                            regrown_momentum=regrown_momentum)
     x, y = data.x_train, data.y_train
     if config.train_subset:
         x, y = x[:config.train_subset], y[:config.train_subset]
@@ -193,17 +205,22 @@ def train(config: RunConfig, data: MnistData, *, device: torch.device | str = "c
         torch.set_rng_state(state["torch_generator"])
         result.epoch_seconds, result.layer_density = list(state["epoch_seconds"]), list(state["layer_density"])
         first_epoch = state["epochs_done"]
-    for epoch in range(first_epoch, config.epochs):
+    for epoch in range(first_epoch, epochs_run or config.epochs):
         start = time.perf_counter()
         order = torch.randperm(len(x), generator=order_gen).to(x.device)
         for s in range(steps):
             idx = order[s * config.batch_size:(s + 1) * config.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            if step_losses is not None:
+                step_losses.append(float(loss.detach()))
             sparse.step()
             scheduler.step()
         sparse.end_epoch()
         result.epoch_seconds.append(time.perf_counter() - start)
+        if epoch_errors is not None:
+            epoch_errors.append(test_error(model, data.x_test, data.y_test))
         result.layer_density.append(sparse.layer_densities())
         if path is not None:
             _save_atomic({"format": CHECKPOINT_FORMAT, "config": asdict(config), "epochs_done": epoch + 1,
@@ -229,7 +246,10 @@ def finetune_with_masks(model: nn.Module, masks: dict[str, torch.Tensor], data: 
         for idx in torch.randperm(len(x), generator=gen).split(100):
             idx = idx.to(x.device)
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            if step_losses is not None:
+                step_losses.append(float(loss.detach()))
             wrapper.step()
     return wrapper
 
