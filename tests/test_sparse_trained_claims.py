@@ -162,3 +162,44 @@ def test_rerun_all_regenerates_every_plan_and_the_specialization_study(monkeypat
     trained_claims.rerun_all(device="cuda")
     assert calls == [(name, "cuda") for name in [*training.FULL_PLAN, "specialization"]]
     assert capsys.readouterr().out.splitlines()[-1] == "re-ran specialization"
+
+
+def test_a_diverged_run_is_named_does_not_count_as_a_seed_and_decides_reliability():
+    lenet300 = _sweep("lenet300", {d: 0.015 for d in (1.0, 0.2, 0.1, 0.05, 0.02, 0.01)})
+    five = [_run("lenet5", 1.0, s, 0.0065) for s in (0, 1)] + [_run("lenet5", 0.05, 0, 0.8865),
+                                                              _run("lenet5", 0.05, 1, 0.008)]
+    ev = _committed(lenet300, five)
+    assert budget.diverged(five[2]) and not budget.diverged(five[3]) and budget.trained(five) == [*five[:2], five[3]]
+    assert ("density 0.05: seeds [0, 1] (seed 0 diverged)" in budget.describe(ev.paper["lenet5"], "lenet5"))
+    # it needs another seed in its place for the claims about trained nets
+    assert budget.missing(ev.paper["lenet5"], "lenet5", [1.0, 0.05]).endswith("at density 0.05 (1 more)")
+    got = trained_claims.reliability(ev)
+    assert got.decided and not got.ok and got.measured == [16, 1]
+    assert "1 of 16 runs" in got.wrong and "LeNet-5-Caffe at 5 %, seed 0, ends at 88.65 % test error" in got.wrong
+    assert got.lines[1] == "diverged: LeNet-5-Caffe, density 0.05, seed 0: test error ‹88.65%›"
+    # no divergence: reproduced once both sweeps are complete, and waits for them before
+    fine = _committed(lenet300, [*five[:2], five[3]])
+    got = trained_claims.reliability(fine)
+    assert not got.decided and "LeNet-5-Caffe" in got.resource and got.measured == [15, 0]
+    full5 = _sweep("lenet5", {d: 0.008 for d in (1.0, 0.2, 0.1, 0.05, 0.02, 0.01)})
+    got = trained_claims.reliability(_committed(lenet300, full5))
+    assert got.decided and got.ok and got.measured == [24, 0]
+    # the specialization pairs skip a diverged net
+    scored = [dict(r, specialization={"conv_mean": 0.2}) for r in five]
+    spec = trained_claims.specialization(_committed([], scored), {}, seeds=[0, 1], cifar_epochs=250)
+    assert not spec.decided and "0.05 (1 more)" in spec.resource
+
+
+def test_the_error_figure_marks_a_diverged_run_at_the_top_edge():
+    import matplotlib
+    matplotlib.use("Agg")
+    from book.chapters.sparse import figures
+
+    five = [_run("lenet5", 1.0, 0, 0.0065), _run("lenet5", 0.05, 0, 0.8865), _run("lenet5", 0.05, 1, 0.008)]
+    fig = figures.error_vs_density({"lenet300": _sweep("lenet300", {1.0: 0.015, 0.05: 0.02}), "lenet5": five})
+    ax = fig.axes[1]
+    assert ax.get_ylim()[1] < 10   # the scale is set by the nets that trained
+    marks = [line for line in ax.get_lines() if line.get_marker() == "^"]
+    assert len(marks) == 1 and marks[0].get_ydata()[0] == ax.get_ylim()[1]
+    assert any(t.get_text() == "89 %" for t in ax.texts) and "4 runs" not in ax.get_title()
+    assert "3 runs of 100 epochs" in ax.get_title()

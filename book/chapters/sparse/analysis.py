@@ -338,13 +338,19 @@ def plot_error_vs_density(axes, runs_by_net: dict[str, list[dict[str, Any]]],
                           titles: dict[str, str]) -> None:
     """One panel per net: this book's runs (each seed a point, the seed mean a line, dense a
     horizontal line), the paper's published sparse-momentum curve (mean ± SE) and the published
-    compression methods, test error (%) against density (% of weights, log axis)."""
+    compression methods, test error (%) against density (% of weights, log axis). A run that
+    diverged (`budget.diverged`) is a triangle at the panel's top edge, labelled with its error, and
+    stays out of the mean line (its error would set the scale)."""
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-    for ax, (net, runs) in zip(axes, runs_by_net.items()):
+    from book.chapters.sparse.budget import diverged
+
+    for ax, (net, all_runs) in zip(axes, runs_by_net.items()):
+        runs = [r for r in all_runs if not diverged(r)]
+        failed = [r for r in all_runs if diverged(r)]
         sparse = [r for r in runs if r["density"] < 1]
         dense = [100 * r["test_error"] for r in runs if r["density"] >= 1]
-        epochs = "/".join(map(str, sorted({r["epochs"] for r in runs}))) or "no"
+        epochs = "/".join(map(str, sorted({r["epochs"] for r in all_runs}))) or "no"
         label = "this book"
         if sparse:
             ax.plot([100 * r["density"] for r in sparse], [100 * r["test_error"] for r in sparse],
@@ -365,13 +371,21 @@ def plot_error_vs_density(axes, runs_by_net: dict[str, list[dict[str, Any]]],
         if other:
             ax.plot([m.density for m in other], [m.error for m in other], "x", ms=5, color="0.35",
                     label="paper's table: compression methods")
+        if failed:
+            top = ax.get_ylim()[1]
+            ax.plot([100 * r["density"] for r in failed], [top] * len(failed), "^", ms=6, color="C3",
+                    clip_on=False, label="this book: a diverged run (at the top edge)")
+            for r in failed:
+                ax.annotate(f"{100 * r['test_error']:.0f} %", (100 * r["density"], top), fontsize=8,
+                            color="C3", xytext=(5, -10), textcoords="offset points")
+            ax.set_ylim(top=top)
         ax.set_xscale("log")
         ticks = [0.5, 1, 2, 5, 10, 20, 100]
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("density (% of weights)")
-        ax.set_title(f"{titles.get(net, net)}\n(this book: {len(runs)} runs of {epochs} epochs)",
+        ax.set_title(f"{titles.get(net, net)}\n(this book: {len(all_runs)} runs of {epochs} epochs)",
                      fontsize=10)
         ax.tick_params(labelsize=9)
     axes[0].set_ylabel("test error (%)")

@@ -54,6 +54,11 @@ class CommittedEvidence:
     def __getitem__(self, name: str) -> evidence.Evidence:
         return self.files[name]
 
+    @property
+    def trained(self) -> dict[str, list[dict[str, Any]]]:
+        """Per net, the paper-budget runs that did not diverge: what claims about trained nets read."""
+        return {net: budget.trained(runs) for net, runs in self.paper.items()}
+
     def summary(self) -> Reading:
         """Which files there are, and how many runs stand at the paper's budget per net."""
         files = [*self.files.values(), *([self.pruning] if self.pruning else [])]
@@ -115,8 +120,8 @@ def twenty_percent(ev: CommittedEvidence, sparse_density: float = 0.2) -> Twenty
     paper's budget; the lines show every net that has the runs, and the shorter LeNet-5 runs."""
     need = [1.0, sparse_density]
     missing = [m for net in budget.TITLES if (m := budget.missing(ev.paper[net], net, need))]
-    tests = {net: budget.match_test(ev.paper[net], sparse_density) for net in budget.TITLES
-             if budget.complete(ev.paper[net], need)}
+    tests = {net: budget.match_test(ev.trained[net], sparse_density) for net in budget.TITLES
+             if budget.complete(ev.trained[net], need)}
     lines = [f"{budget.TITLES[net]}, 100 epochs: 20 % {ft(t['sparse'], '.2%')} against dense "
              f"{ft(t['dense'], '.2%')} ({t['seeds'][0]} and {t['seeds'][1]} seeds): sparse - dense "
              f"{ft(100 * t['diff'], '+.3f')} pp, 2 SE {ft(100 * t['margin'], '.3f')} pp"
@@ -140,6 +145,48 @@ def twenty_percent(ev: CommittedEvidence, sparse_density: float = 0.2) -> Twenty
 
 
 # ----------------------------------------------------------------------------------------------
+# sparse-13: training from random weights works reliably
+# ----------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class Reliability(Reading):
+    measured: list[int]   # [runs at the paper's setup, of them diverged]
+    decided: bool         # a diverged run decides at once; none needs both nets' sweeps complete
+    ok: bool
+    wrong: str
+    resource: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+def reliability(ev: CommittedEvidence, densities: tuple[float, ...] = (1.0, 0.2, 0.1, 0.05, 0.02, 0.01)
+                ) -> Reliability:
+    """sparse-13: "can be done reliably from random weights": every run of the paper's MNIST setup
+    (100 epochs, full algorithm, both nets, every density and seed committed) trains, none diverges
+    (`budget.diverged`). One diverged run decides; with none, both sweeps must be complete."""
+    runs = [(net, r) for net, rs in ev.paper.items() for r in rs]
+    failed = [(net, r) for net, r in runs if budget.diverged(r)]
+    lines = [f"at the paper's setup: {len(runs)} runs, {len(failed)} diverged "
+             f"(test error {100 * budget.DIVERGED_ERROR:g} % or more; chance is 90 %)"]
+    lines += [f"diverged: {budget.TITLES[net]}, density {r['density']:g}, seed {r['seed']}: test error "
+              f"{ft(r['test_error'], '.2%')}" for net, r in failed]
+    worst = max((r["test_error"] for _, r in runs if not budget.diverged(r)), default=None)
+    if worst is not None:
+        lines.append(f"the worst run that trained: {ft(worst, '.2%')} test error")
+    missing = [m for net in budget.TITLES if (m := budget.missing(ev.paper[net], net, densities))]
+    where = "; ".join(f"{budget.TITLES[net]} at {100 * r['density']:g} %, seed {r['seed']}, ends at "
+                      f"{100 * r['test_error']:.2f} % test error" for net, r in failed)
+    return Reliability(
+        lines=lines, measured=[len(runs), len(failed)], decided=bool(failed) or not missing,
+        ok=not failed, resource="; ".join(missing),
+        wrong=f"says sparse training from random weights is reliable; {len(failed)} of {len(runs)} runs "
+              f"of the paper's own MNIST setup diverged ({where})",
+        reason="the post's sentence is about its runs at the paper's setup; context: [runs, diverged] "
+               "of those committed so far: " + _describe_all(ev.paper),
+        evidence={**ev["lenet5"].as_ledger_evidence(),
+                  "label": f"{ev['lenet300'].label} and {ev['lenet5'].label}"})
+
+
+# ----------------------------------------------------------------------------------------------
 # sparse-3: against the compression methods of the paper's MNIST table
 # ----------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
@@ -160,7 +207,7 @@ def against_methods(ev: CommittedEvidence,
     import pandas as pd
 
     missing = [m for net in budget.TITLES if (m := budget.missing(ev.paper[net], net, densities))]
-    rows = {net: budget.compare_with_methods(ev.paper[net], published.MNIST_METHODS[net])
+    rows = {net: budget.compare_with_methods(ev.trained[net], published.MNIST_METHODS[net])
             for net in budget.TITLES}
     beaten = {net: (sum(r["beats"] is True for r in rs), sum(r["beats"] is not None for r in rs))
               for net, rs in rows.items()}
@@ -339,7 +386,7 @@ def specialization(ev: CommittedEvidence, cifar_runs: dict[tuple, Any], cifar_da
     lines.append(f"sparse - dense: {ft(d6['mean'], '+.4f')}, 95 % interval [{ft(d6['lo'], '+.4f')}, "
                  f"{ft(d6['hi'], '+.4f')}]")
     vgg = {(d, s): r for (n, d, s), r in cifar_runs.items() if n == "VGG16-D"}
-    spec_runs = [r for r in ev.paper["lenet5"] if "specialization" in r]   # 100-epoch nets, scored
+    spec_runs = [r for r in ev.trained["lenet5"] if "specialization" in r]   # 100-epoch nets, scored
     pairs, scale = [], ""
     if vgg:
         probe = cifar_data.x_test[:2000].to(device), cifar_data.y_test[:2000].to(device)
@@ -366,6 +413,6 @@ def specialization(ev: CommittedEvidence, cifar_runs: dict[tuple, Any], cifar_da
 
 
 __all__ = ["SWEEPS", "VARIANTS", "full_algorithm", "CommittedEvidence", "rerun_all", "TwentyPercent",
-           "twenty_percent", "AgainstMethods", "against_methods", "AgainstPruning", "against_pruning",
+           "twenty_percent", "Reliability", "reliability", "AgainstMethods", "against_methods", "AgainstPruning", "against_pruning",
            "ablation_intervals", "Ablation", "ablation", "Specialization", "vgg_conv_specialization",
            "specialization"]
