@@ -209,3 +209,18 @@ def test_the_divergence_trace_records_both_variants_per_epoch(mnist):
         assert tr["window"] == 10 and [len(w) for w in tr["loss_windows"]] == [1, 1]
     # epoch 0 is the same in both (no cycle yet), the epoch after the first cycle is not
     assert t["kept"]["loss_windows"][0] == t["zero"]["loss_windows"][0]
+
+
+def test_the_committed_divergence_study_shows_both_variants():
+    import matplotlib
+    matplotlib.use("Agg")
+    from book.chapters.sparse import divergence, figures
+
+    traced = divergence.committed()
+    assert set(traced.traces) == set(divergence.VARIANTS)
+    assert traced.lines[0].startswith("evidence results/sparse/divergence.json")
+    for t in traced.traces.values():
+        assert len(t["test_error"]) == t["epochs"] == len(t["loss_windows"])
+        assert all(len(w) == t["steps_per_epoch"] // t["window"] for w in t["loss_windows"])
+    fig = figures.divergence_trace(traced.traces)
+    assert len(fig.axes[0].get_lines()) == 2 + traced.traces["as published"]["epochs"] - 1

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from book.core.numerics import float_text as ft
+from book.chapters.sparse.reading import Reading
 from book.chapters.sparse.training import MnistData, RunConfig, train
 
 VARIANTS = {"as published": "kept", "regrown momentum reset": "zero"}
@@ -48,6 +51,28 @@ def trace(cfg: RunConfig, data: MnistData, epochs: int, regrown_momentum: str) -
 def first_window_loss(t: dict[str, Any]) -> list[float]:
     """The mean loss of each epoch's first window of steps: right after a cycle (epoch 0: from scratch)."""
     return [w[0] for w in t["loss_windows"]]
+
+
+@dataclass(kw_only=True)
+class Traced(Reading):
+    traces: dict[str, dict[str, Any]]   # variant name -> `trace`
+    evidence: Any
+
+
+def committed() -> Traced:
+    """The committed study (results/sparse/divergence.json): per variant, the test error after each
+    epoch, the mean loss of the first steps after each cycle and the largest step loss."""
+    from book.core import evidence
+
+    ev = evidence.load("sparse", "divergence")
+    traces = ev.data["traces"]
+    lines = [f"evidence {ev.label}: {ev.data['description']}"]
+    for name, t in traces.items():
+        lines += [f"{name}: test error after each epoch " + ", ".join(ft(e, ".2%") for e in t["test_error"]),
+                  f"  mean loss of each epoch's first {t['window']} steps "
+                  + ", ".join(ft(v, ".3f") for v in first_window_loss(t))
+                  + "; largest step loss " + ", ".join(ft(v, ".3g") for v in t["max_step_loss"])]
+    return Traced(lines=lines, traces=traces, evidence=ev)
 
 
 def _main(argv: list[str] | None = None) -> None:

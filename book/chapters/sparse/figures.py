@@ -1,6 +1,7 @@
 """The chapter's figures, each a function that returns its matplotlib Figure: test error against
-density beside the paper's (sparse-2, sparse-3), where the weights go, the FLOP speed-ups (sparse-5)
-and the class specialization of the smoke nets' units (sparse-6)."""
+density beside the paper's (sparse-2, sparse-3), where the weights go, the FLOP speed-ups (sparse-5),
+the class specialization of the smoke nets' units (sparse-6) and the loss of the diverged run's
+first epochs (sparse-13)."""
 from __future__ import annotations
 
 from typing import Any
@@ -80,4 +81,27 @@ def specialization_histograms(spec: dict[str, dict[str, np.ndarray]]):
     return fig
 
 
-__all__ = ["error_vs_density", "layer_densities", "speedup_bars", "specialization_histograms"]
+def divergence_trace(traces: dict[str, dict[str, Any]]):
+    """sparse-13: the training loss of a run's first epochs, one line per variant of
+    `divergence.trace` (name -> trace), averaged over windows of steps, with the prune/regrow cycles
+    (the epoch ends) as dotted lines; log axis."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.0), layout="constrained")
+    for i, (name, t) in enumerate(traces.items()):
+        windows = [v for epoch in t["loss_windows"] for v in epoch]
+        steps = (np.arange(len(windows)) + 0.5) * t["window"]
+        ax.plot(steps, windows, "-", lw=1.2, color=f"C{i}", label=name)
+    first = next(iter(traces.values()))
+    for e in range(1, first["epochs"]):
+        ax.axvline(e * first["steps_per_epoch"], color="0.6", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"training step (dotted: the prune/regrow cycle after each epoch of "
+                  f"{first['steps_per_epoch']} steps)")
+    ax.set_ylabel(f"loss (mean of {first['window']} steps)")
+    ax.legend(fontsize=9)
+    return fig
+
+
+__all__ = ["error_vs_density", "layer_densities", "speedup_bars", "specialization_histograms",
+           "divergence_trace"]
