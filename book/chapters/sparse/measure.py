@@ -87,8 +87,8 @@ def audit_reading(auditor: CycleAuditor, sparse) -> AuditReading:
     masked_zero = all(bool((w[~sparse.masks[n]] == 0).all()) for n, w in sparse.weights.items())
     checks = [k for k, v in audit.items() if isinstance(v, bool)]
     lines = [f"{audit['cycles']} cycles audited; {audit['pruned_expected_total']} weights pruned as "
-             f"recounted; largest miss of an importance share "
-             f"{ft(audit['max_share_miss'], '.3f')} weights",
+             f"recounted ({audit['regrown_in_place']} of them regrown in place); largest miss of an "
+             f"importance share {ft(audit['max_share_miss'], '.3f')} weights",
              ("all hold:" if audit["all_ok"] else "NOT all hold:") + " "
              + ", ".join(f"{k} {audit[k]}" for k in checks if k != "all_ok")
              + f" | masked weights zero {masked_zero} | last epoch left the masks alone "
