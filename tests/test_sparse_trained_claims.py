@@ -54,7 +54,11 @@ def test_the_committed_evidence_counts_the_paper_budget_and_falls_back_to_shorte
     assert ev.shown["lenet5"] == short5 and len(ev.shown["lenet300"]) == 4
     assert ev.shown_summary().lines[1].startswith("LeNet-5-Caffe, 20 epochs: 2 runs")
     assert ev.final_layer_densities().lines == [
-        "evidence, LeNet-5-Caffe at 5 %, 20 epochs: final layer densities {'conv 1→20': '‹1.000›'}"]
+        "evidence, LeNet-5-Caffe at 5 %, 20 epochs, seed 0: final layer densities {'conv 1→20': '‹1.000›'}"]
+    dead = [dict(_run("lenet5", 0.05, 0, 0.8865), final_layer_density={"0.weight": 0.5}),
+            dict(_run("lenet5", 0.05, 1, 0.008), final_layer_density={"0.weight": 0.9})]
+    assert trained_claims.CommittedEvidence.final_layer_densities(_committed([], dead)).lines == [
+        "evidence, LeNet-5-Caffe at 5 %, 100 epochs, seed 1: final layer densities {'conv 1→20': '‹0.900›'}"]
     ablated = [dict(_run("lenet300", 0.02, 0, 0.03), growth="random")]
     assert trained_claims.full_algorithm(ablated + short5) == short5
 

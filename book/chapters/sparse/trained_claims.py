@@ -80,16 +80,18 @@ class CommittedEvidence:
             out.append(budget.describe(shown, net, epochs=epochs[0] if len(epochs) == 1 else epochs))
         return Reading(lines=out)
 
-    def final_layer_densities(self, density: float = 0.05, seed: int = 0) -> Reading:
-        """The final layer densities of each net's committed full-algorithm run at `density`."""
+    def final_layer_densities(self, density: float = 0.05) -> Reading:
+        """The final layer densities of each net's committed full-algorithm run at `density` that
+        trained (the lowest such seed; a diverged net's masks say nothing of where weights help)."""
         out = []
         for name, names in [("lenet300", LAYER_NAMES), ("lenet5", LAYER_NAMES_LENET5)]:
-            run = next((r for r in full_algorithm(self[name].data["runs"])
-                        if np.isclose(r["density"], density) and r["seed"] == seed), None)
-            if run is not None:
+            runs = sorted((r for r in budget.trained(full_algorithm(self[name].data["runs"]))
+                           if np.isclose(r["density"], density)), key=lambda r: (-r["epochs"], r["seed"]))
+            if runs:
+                run = runs[0]
                 shown = {names[n]: ft(v, ".3f") for n, v in run["final_layer_density"].items()}
-                out.append(f"evidence, {MODEL_TITLES[name]} at 5 %, {run['epochs']} epochs: final layer "
-                           f"densities {shown}")
+                out.append(f"evidence, {MODEL_TITLES[name]} at {100 * density:g} %, {run['epochs']} epochs, "
+                           f"seed {run['seed']}: final layer densities {shown}")
         return Reading(lines=out)
 
 
