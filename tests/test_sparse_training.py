@@ -224,3 +224,15 @@ def test_the_committed_divergence_study_shows_both_variants():
         assert all(len(w) == t["steps_per_epoch"] // t["window"] for w in t["loss_windows"])
     fig = figures.divergence_trace(traced.traces)
     assert len(fig.axes[0].get_lines()) == 2 + traced.traces["as published"]["epochs"] - 1
+
+
+def test_a_specialization_run_another_process_is_training_is_skipped(tmp_path, mnist):
+    import fcntl
+
+    cfg = sp.RunConfig("lenet5", density=0.05, epochs=3, seed=0)
+    out = tmp_path / "specialization.json"
+    with open(out.with_name(f"{out.stem}_{sweeps.slug(cfg)}.lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        logged = []
+        assert sweeps.run_specialization_one(cfg, mnist, out, device="cpu", origin={}, log=logged.append) is None
+    assert "being trained by another process" in logged[0] and not out.exists()

@@ -305,12 +305,16 @@ def run_specialization_one(cfg: RunConfig, data: MnistData, out: Path, *, device
     if any(run_key(r) == run_key(cfg) for r in read_rows(out)):
         log(f"specialization {slug(cfg)}: already finished, skipped")
         return None
-    start = time.perf_counter()
-    row = specialization_runs([cfg.density], [cfg.seed], cfg.epochs, data, model=cfg.model)[0]
-    row.update({"growth": cfg.growth, "redistribution": cfg.redistribution, "train_subset": None,
-                "test_subset": None,
-                "provenance": {**origin, "wall_s": round(time.perf_counter() - start, 1)}})
-    add_row(out, row)
+    with _locked(out.with_name(f"{out.stem}_{slug(cfg)}.lock"), blocking=False) as mine:
+        if not mine or any(run_key(r) == run_key(cfg) for r in read_rows(out)):
+            log(f"specialization {slug(cfg)}: being trained by another process (or finished), skipped")
+            return None
+        start = time.perf_counter()
+        row = specialization_runs([cfg.density], [cfg.seed], cfg.epochs, data, model=cfg.model)[0]
+        row.update({"growth": cfg.growth, "redistribution": cfg.redistribution, "train_subset": None,
+                    "test_subset": None,
+                    "provenance": {**origin, "wall_s": round(time.perf_counter() - start, 1)}})
+        add_row(out, row)
     log(f"specialization {slug(cfg)}: test error {row['test_error']:.4f}, conv_mean {row['conv_mean']:.4f}")
     return row
 
