@@ -236,3 +236,12 @@ def test_a_specialization_run_another_process_is_training_is_skipped(tmp_path, m
         logged = []
         assert sweeps.run_specialization_one(cfg, mnist, out, device="cpu", origin={}, log=logged.append) is None
     assert "being trained by another process" in logged[0] and not out.exists()
+
+
+def test_finetuning_with_fixed_masks_keeps_them(mnist):
+    torch.manual_seed(0)
+    model = sp.lenet_300_100()
+    masks = {n: torch.rand_like(w) < 0.5 for n, w in sp.prunable_layers(model).items()}
+    wrapper = sp.finetune_with_masks(model, masks, mnist, epochs=1, subset=500)
+    for n, w in wrapper.weights.items():
+        assert torch.equal(wrapper.masks[n], masks[n]) and (w[~masks[n]] == 0).all()

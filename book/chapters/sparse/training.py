@@ -246,10 +246,7 @@ def finetune_with_masks(model: nn.Module, masks: dict[str, torch.Tensor], data: 
         for idx in torch.randperm(len(x), generator=gen).split(100):
             idx = idx.to(x.device)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            if step_losses is not None:
-                step_losses.append(float(loss.detach()))
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
             wrapper.step()
     return wrapper
 
