@@ -1,6 +1,6 @@
 """Benchmark of the sparse chapter's training loop, measured side by side with its peers in one run.
 
-    python benchmarks/bench_sparse.py [--model lenet5] [--density 0.05] [--rounds 2] [--ghz 2.45]
+    python benchmarks/bench_sparse.py [--model lenet5] [--density 0.05] [--rounds 2] [--ghz 2.45] [--save]
 
 Under the book's numerics profile (AVX2 kernels, one thread: `import book` first), it reports
 
@@ -16,11 +16,16 @@ Under the book's numerics profile (AVX2 kernels, one thread: `import book` first
 3. the sparse step against a dense step of the same net (same layout, plain `optimizer.step()`, no
    wrapper), in interleaved blocks (`book.core.timing.interleaved`; target at most 1.15), and the
    epoch-end cycle as a share of the epoch (target at most 5 %).
+
+`--save` stores the figures with their provenance (CPU, commit, versions, the load average before
+and after) as `results/sparse/benchmark.json`, which the chapter quotes; run it on a quiet machine
+(no sweep running), since the targets are about one core of it.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -131,7 +136,12 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=10, help="interleaved pairs of timed step blocks")
     parser.add_argument("--batches", type=int, default=30, help="steps per timed block")
     parser.add_argument("--ghz", type=float, default=None, help="core clock for the FLOP limit (default: /proc/cpuinfo)")
+    parser.add_argument("--save", action="store_true", help="store the figures as results/sparse/benchmark.json")
     args = parser.parse_args()
+    if args.save and (args.model != "lenet5" or not args.rounds):
+        parser.error("--save records the LeNet-5 epoch benchmark: --model lenet5 and --rounds 1 or more")
+    load_before, wall = os.getloadavg(), time.perf_counter()
+    record: dict = {}
     data = sp.MnistData.load()
     x, y = data.x_train, data.y_train
     status = numerics.status()
@@ -164,6 +174,14 @@ def main() -> None:
               f"forward + backward) at {ghz:.2f} GHz x 32 FLOP/cycle = {ghz * 32:.0f} GFLOP/s: {limit:.1f} s; "
               f"chapter epoch / limit {ep_c / limit:.2f} ({limit / ep_c:.0%} of peak), naive / limit "
               f"{ep_p / limit:.2f}; the limit itself is {limit / ep_p:.2f} of the naive epoch")
+        record.update(model=args.model, density=args.density, chapter_epochs_s=[round(t, 2) for t in chapter],
+                      plain_epochs_s=[round(t, 2) for t in plain], chapter_epoch_s=round(ep_c, 2),
+                      plain_epoch_s=round(ep_p, 2), chapter_over_plain=round(ratio, 3),
+                      chapter_over_plain_range=[round(min(ratios), 3), round(max(ratios), 3)],
+                      flop_per_image=flop / len(x), ghz=ghz, flop_limit_s=round(limit, 2),
+                      chapter_over_limit=round(ep_c / limit, 3), limit_over_plain=round(limit / ep_p, 3),
+                      targets={"chapter_epoch_s": 20, "chapter_over_plain": 0.45, "sparse_over_dense_step": 1.15,
+                               "cycle_share": 0.05})
 
     dense_model, dense_opt, _ = make(args.model, 1.0)
     sparse_model, sparse_opt, wrapper = make(args.model, args.density)
@@ -190,6 +208,21 @@ def main() -> None:
           f"interleaved pairs of blocks (target <= 1.15) {verdict}")
     print(f"epoch-end cycle {cycle * 1e3:.1f} ms = {share * 100:.2f} % of a {steps_per_epoch}-step epoch "
           f"(target <= 5 %) {'OK' if share <= 0.05 else 'MISSED'}")
+    if args.save:
+        from book.core import evidence
+
+        record.update(dense_step_ms=round(dense_step * 1e3, 3), sparse_step_ms=round(sparse_step * 1e3, 3),
+                      sparse_over_dense_step=[round(v, 3) for v in (ratio, ratio_lo, ratio_hi)],
+                      cycle_ms=round(cycle * 1e3, 2), cycle_share=round(share, 4), numerics=status,
+                      load_average_before=[round(v, 2) for v in load_before],
+                      load_average_after=[round(v, 2) for v in os.getloadavg()])
+        path = evidence.save("sparse", "benchmark", record, wall_s=time.perf_counter() - wall,
+                             command="python benchmarks/bench_sparse.py " + " ".join(
+                                 f"--{k} {v}" for k, v in (("density", args.density), ("rounds", args.rounds),
+                                                           ("blocks", args.blocks), ("batches", args.batches))) + " --save",
+                             note="seconds on one core of the CPU named here, one torch thread, under the "
+                                  "numerics profile; ratios of epochs timed side by side in one process")
+        print(f"saved {path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""What an epoch of the committed MNIST runs costs on a CPU: the quiet one-core benchmark of the
+training loop (`benchmarks/bench_sparse.py --save`: results/sparse/benchmark.json), against a
+plain-torch epoch of the same net timed beside it and against the CPU's FLOP limit. A reader who
+wants to re-run the sweep learns from it what that takes; no verdict reads it. (The rows' own
+training seconds are not quoted: a resumed run adds up epochs timed under different code and load.)"""
+from __future__ import annotations
+
+from book.core import evidence
+from book.chapters.sparse.reading import Reading
+
+CHAPTER = "sparse"
+BENCHMARK = "benchmark"
+BENCHMARK_COMMAND = "python benchmarks/bench_sparse.py --save"
+
+
+def _benchmark_lines(bench: evidence.Evidence) -> list[str]:
+    b, p = bench.data, bench.provenance
+    return [
+        f"benchmark ({bench.relpath}, {p.get('device_name', '?')}, one core, "
+        f"{str(p.get('date', ''))[:10]}): a LeNet-5-Caffe epoch at {100 * b['density']:g} % with its "
+        f"prune/regrow cycle {b['chapter_epoch_s']:.1f} s (target at most {b['targets']['chapter_epoch_s']} s)",
+        f"  {b['chapter_over_plain']:.2f} of a dense epoch of the same net in plain torch timed beside it "
+        f"({b['plain_epoch_s']:.1f} s; goal at most {b['targets']['chapter_over_plain']}), "
+        f"{b['chapter_over_limit']:.2f} x the CPU's FLOP limit ({b['flop_limit_s']:.1f} s at "
+        f"{b['ghz']:.2f} GHz x 32 FLOP/cycle; that limit is {b['limit_over_plain']:.2f} of the plain epoch)",
+        f"  sparse step / dense step {b['sparse_over_dense_step'][0]:.3f} (95 % interval "
+        f"[{b['sparse_over_dense_step'][1]:.3f}, {b['sparse_over_dense_step'][2]:.3f}], target at most "
+        f"{b['targets']['sparse_over_dense_step']}); the epoch-end cycle {100 * b['cycle_share']:.2f} % of "
+        f"an epoch",
+    ]
+
+
+def reading() -> Reading:
+    """The committed benchmark of the training loop, or how to make it."""
+    if evidence.exists(CHAPTER, BENCHMARK):
+        return Reading(lines=_benchmark_lines(evidence.load(CHAPTER, BENCHMARK)))
+    return Reading(lines=[f"no committed benchmark of the training loop: `{BENCHMARK_COMMAND}` makes one"])
+
+
+__all__ = ["reading", "BENCHMARK_COMMAND"]
