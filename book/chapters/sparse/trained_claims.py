@@ -186,9 +186,10 @@ def reliability(ev: CommittedEvidence, densities: tuple[float, ...] = (1.0, 0.2,
         reason="the post's sentence is about its runs at the paper's setup; context: [runs, diverged] "
                "of those committed so far: " + _describe_all(ev.paper),
         note=("runs at the paper's setup: " + _describe_all(ev.paper)
-              + ("; the divergence study below traces the diverged run's first epochs (a regrown weight "
-                 "keeps the momentum it gathered while missing, in the post's algorithm as in the "
-                 "paper's code)" if failed else "")),
+              + ("; the divergence study below traces the first epochs of "
+                 + ("the diverged run" if len(failed) == 1 else "one of the diverged runs, named in its lines")
+                 + ": a regrown weight keeps the momentum it gathered while missing, in the post's "
+                   "algorithm as in the paper's code" if failed else "")),
         evidence={**ev["lenet5"].as_ledger_evidence(),
                   "label": f"{ev['lenet300'].label} and {ev['lenet5'].label}"})
 
