@@ -282,10 +282,35 @@ PUBLISH_MIN_SEEDS = {"lenet300": 2, "ablation": 5, "specialization": 3, "lenet5"
 PUBLISH_NEEDS_DENSITIES = {"lenet5": (1.0, 0.05)}
 
 
+def committed_rows(name: str) -> list[dict[str, Any]]:
+    """The finished runs of plan `name` in its committed evidence (results/sparse/<name>.json)."""
+    if not evidence.exists("sparse", name):
+        return []
+    data = evidence.load("sparse", name).data
+    return list(data.get("rows" if name == "specialization" else "runs", []))
+
+
+def adopt_committed(name: str, work_dir: Path = WORK_DIR) -> int:
+    """Add the committed runs of plan `name` to its work file where the work file lacks them; returns
+    how many it added. The work file lives in the ignored `_build/`, so on a fresh clone it is empty:
+    without this the continue command would train the committed runs again, and its first publish
+    would replace the committed evidence with the few runs made since."""
+    out = work_file(name, work_dir)
+    with _locked(out.with_name(out.name + ".lock")):
+        have = read_rows(out)
+        keys = {run_key(r) for r in have}
+        new = [r for r in committed_rows(name) if run_key(r) not in keys]
+        if new:
+            _write_json_atomic(out, {"runs": new + have})
+    return len(new)
+
+
 def publish(name: str, work_dir: Path = WORK_DIR, *, force: bool = False) -> Path | None:
     """Store the finished runs of plan `name` as results/sparse/<name>.json (replacing what the file
-    held), with provenance, once every density has PUBLISH_MIN_SEEDS[name] seeds (any number with
-    `force`); None when it does not publish."""
+    held, though never dropping a committed run: those are adopted into the work file first), with
+    provenance, once every density has PUBLISH_MIN_SEEDS[name] seeds (any number with `force`); None
+    when it does not publish."""
+    adopt_committed(name, work_dir)
     out = work_file(name, work_dir)
     with _locked(out.with_name(out.name + ".lock")):   # two processes publishing: the later sees all rows
         return _publish(name, read_rows(out), force=force)
@@ -354,6 +379,9 @@ def run_plan(name: str, *, seeds=None, densities=None, device: str = "cpu", work
     cfgs = [c for c in plan_configs(name) if (seeds is None or c.seed in seeds)
             and (densities is None or any(abs(c.density - d) < 1e-12 for d in densities))]
     out = work_file(name, work_dir)
+    adopted = adopt_committed(name, work_dir)
+    if adopted:
+        log(f"{name}: {adopted} finished runs taken from the committed evidence into {out}")
     def after() -> None:
         path = publish(name, work_dir)
         log(f"published {path}" if path else f"{name}: not published yet (a density has fewer than "
