@@ -44,6 +44,24 @@ def test_the_channels_last_lenet5_computes_the_plain_nets_function_and_gradients
     assert seen == [True]
 
 
+def test_pooling_before_relu_trains_to_the_same_bits_as_relu_first(mnist, monkeypatch):
+    """`lenet5_caffe` pools before its conv ReLUs (faster); ReLU and max commute and neither adds
+    gradients, so a run with prune/regrow cycles ends with the same bits as the conv-ReLU-pool net the
+    earlier committed runs were trained with, and its class specialization reads the same."""
+    cfg = sp.RunConfig("lenet5", density=0.05, epochs=3, seed=1, train_subset=2000, test_subset=500)
+    fast = sp.train(cfg, mnist)
+    monkeypatch.setitem(training.MODELS, "lenet5", training.lenet5_caffe_relu_first)
+    first = sp.train(cfg, mnist)
+    assert [type(m).__name__ for m in fast.model][:3] == ["Conv2d", "MaxPool2d", "ReLU"]
+    assert [type(m).__name__ for m in first.model][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    for (name, a), b in zip(fast.model.state_dict().items(), first.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert fast.test_error == first.test_error and len(fast.sparse.history) == 2
+    x, y = mnist.x_test[:500], mnist.y_test[:500]
+    a, b = sp.class_specialization(fast.model, x, y), sp.class_specialization(first.model, x, y)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
 def test_sparse_momentum_keeps_masks_on_channels_last_weights(mnist):
     cfg = sp.RunConfig("lenet5", density=0.05, epochs=3, seed=0, train_subset=300, test_subset=200)
     run = sp.train(cfg, mnist)
@@ -182,6 +200,33 @@ def test_lenet5_runs_are_published_as_they_land_once_dense_and_5_percent_have_on
     doc = json.loads(sweeps.publish("lenet5", tmp_path).read_text())
     assert [r["density"] for r in doc["data"]["runs"]] == [1.0, 0.05] and len(doc["data"]["missing"]) == 13
     assert "REPLACEMENT_RUNS" in doc["data"]["description"]
+
+
+def test_a_fresh_clone_continues_the_committed_sweep_without_losing_its_runs(tmp_path, monkeypatch):
+    """The work file lives in the ignored _build/: on a fresh clone it is empty. The committed runs
+    are adopted into it (not trained again), and a publish keeps them beside the new run."""
+    from book.core import evidence
+
+    monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path / "results")
+    prov = {"device": "cpu", "wall_s": 1.0}
+    planned = [c for c in sweeps.plan_configs("lenet5") if c.seed == 0]
+
+    def row(cfg, err):
+        return {**{k: getattr(cfg, k) for k in sweeps.KEY_FIELDS}, "test_error": err, "provenance": prov}
+
+    committed = tmp_path / "first"
+    sweeps._write_json_atomic(sweeps.work_file("lenet5", committed), {"runs": [row(planned[0], 0.01), row(planned[1], 0.02)]})
+    sweeps.publish("lenet5", committed)
+    fresh = tmp_path / "fresh"
+    assert sweeps.adopt_committed("lenet5", fresh) == 2
+    assert sweeps.adopt_committed("lenet5", fresh) == 0          # once only
+    logged = []
+    assert sweeps.run_one(planned[0], None, sweeps.work_file("lenet5", fresh), fresh / "ck", log=logged.append) is None
+    assert "already finished" in logged[0]
+    sweeps.add_row(sweeps.work_file("lenet5", fresh), row(planned[2], 0.03))
+    (fresh / "lenet5.json").write_text(json.dumps({"runs": [row(planned[2], 0.03)]}))   # a work file that lost the rows
+    doc = json.loads(sweeps.publish("lenet5", fresh).read_text())
+    assert sorted(r["test_error"] for r in doc["data"]["runs"]) == [0.01, 0.02, 0.03]
 
 
 def test_a_replacement_seed_comes_with_the_other_seeds_of_its_density():

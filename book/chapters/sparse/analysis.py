@@ -49,6 +49,7 @@ def layer_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) ->
     return out
 
 
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _PASS_THROUGH = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Dropout, nn.Identity)
 
 
@@ -160,7 +161,11 @@ def class_specialization(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor,
 
     s = 1 − H(p) / log(classes), where p_c is the unit's mean activation on class c divided by its
     sum over classes (conv channels: spatially averaged). s = 0: the unit is equally active for every
-    class (a general feature); s = 1: it fires for one class only. Units never active are left out."""
+    class (a general feature); s = 1: it fires for one class only. Units never active are left out.
+
+    A ReLU that follows a max-pooling (LeNet-5-Caffe pools first, for speed: `training.lenet5_caffe`)
+    is measured at the pooling's input, as ReLU(map) before pooling, so that both orders of the same
+    net give the same numbers."""
     relus = [i for i, m in enumerate(model) if isinstance(m, nn.ReLU)]
     sums = {i: None for i in relus}
     counts = torch.bincount(y, minlength=classes).to(torch.float64)
@@ -169,10 +174,15 @@ def class_specialization(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor,
         h = x[start:start + batch]
         yb = y[start:start + batch]
         onehot = F.one_hot(yb, classes).to(torch.float64)
+        unpooled = None
         for i, m in enumerate(model):
+            if isinstance(m, _POOLS) and i + 1 in sums:
+                unpooled = F.relu(h)   # what the ReLU after this pooling is measured on
             h = m(h)
             if i in sums:
-                act = h.flatten(2).mean(2) if h.dim() > 2 else h
+                measured = h if unpooled is None else unpooled
+                unpooled = None
+                act = measured.flatten(2).mean(2) if measured.dim() > 2 else measured
                 part = onehot.T @ act.to(torch.float64)  # classes × units
                 sums[i] = part if sums[i] is None else sums[i] + part
     model.train()
