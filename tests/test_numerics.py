@@ -51,9 +51,34 @@ def test_the_comparison_is_exact_on_x86_under_the_profile_and_device_elsewhere(m
 
 
 def test_a_mismatch_names_the_family_and_the_remedy(monkeypatch):
-    measured = dict(numerics.committed_fingerprint()["families"], conv="0" * 16)
-    (line,) = numerics.compare_fingerprint(measured)
+    measured = dict(numerics.committed_fingerprint()["by_mkl_branch"]["AVX2,STRICT"]["families"], conv="0" * 16)
+    (line,) = numerics.compare_fingerprint(measured, branch="AVX2,STRICT")
     assert line.startswith("kernel family 'conv'") and "ONEDNN_MAX_CPU_ISA=AVX2" in line
+    (line,) = numerics.compare_fingerprint(measured, branch="COMPATIBLE")
+    assert "no fingerprint is committed for MKL branch 'COMPATIBLE'" in line
+
+
+def test_mkl_reports_the_branch_it_runs_and_the_profile_records_it(exact_numerics):
+    """MKL honours MKL_CBWR's ISA branches on Intel CPUs only (AUTO elsewhere): the branch is measured
+    from MKL's own report, and it is in every provenance's numerics status."""
+    branch = numerics.mkl_cnr()
+    assert branch in numerics.committed_fingerprint()["by_mkl_branch"], branch
+    assert numerics.status()["mkl_cnr"] == branch
+    assert numerics.this_family() == f"{numerics.PROFILE_NAME}, MKL {branch}"
+
+
+def test_a_notebook_is_compared_exactly_only_on_the_bits_family_that_made_it(exact_numerics, monkeypatch):
+    st = {"profile": numerics.PROFILE_NAME, "in_force": True}
+    monkeypatch.setattr(numerics, "this_family", lambda: f"{numerics.PROFILE_NAME}, MKL AUTO,STRICT")
+    amd = {"device": "cpu", "device_name": "AMD EPYC (2 logical cores)", "numerics": dict(st, mkl_cnr="AUTO,STRICT")}
+    intel_before = {"device": "cpu", "device_name": "Intel(R) Xeon(R) Processor", "numerics": st}   # no mkl_cnr yet
+    assert numerics.notebook_comparison(amd)[0] == "exact"
+    mode, why = numerics.notebook_comparison(intel_before)
+    assert mode == "device" and "MKL AVX2,STRICT" in why and "Intel" in why
+    assert numerics.notebook_comparison(dict(amd, device="cuda"))[0] == "device"
+    assert numerics.notebook_comparison({"numerics": {"in_force": False}})[0] == "device"
+    monkeypatch.setattr(numerics, "this_family", lambda: None)   # this machine outside the profile
+    assert numerics.notebook_comparison(amd)[0] == "device"
 
 
 def test_outputs_show_float_kernel_numbers_marked_and_rounding_noise_as_a_bound():

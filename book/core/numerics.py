@@ -103,9 +103,106 @@ def status() -> dict[str, Any]:
 
         info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["threads"] = torch.get_num_threads()
+        info["mkl_cnr"] = mkl_cnr()
     info["env"] = {k: os.environ.get(k) for k in PROFILE_ENV}
     info["in_force"] = in_force()
     return info
+
+
+# ----------------------------------------------------------------------------------------------
+# MKL's own code path, and the bits family of a machine (which committed outputs it reproduces)
+# ----------------------------------------------------------------------------------------------
+# oneMKL (2024.0, inside torch 2.13) honours MKL_CBWR's ISA branches (AVX2, ...) only on Intel CPUs.
+# Measured with MKL_VERBOSE on an AMD EPYC (2026-12-02): every sgemm reports "CNR:AUTO,STRICT" under
+# MKL_CBWR=AVX2,STRICT (COMPATIBLE is the one branch it honours there), and the 'sgd' and 'lenet5'
+# fingerprint families differ from an Intel Xeon's under the same pins, while the oneDNN and ATen
+# families agree. So x86-64 machines under the profile fall into one bits family per MKL path:
+# outputs made on an Intel CPU are found again, bit for bit, on Intel CPUs; those made on an AMD CPU
+# on AMD CPUs (an AVX2-only and an AVX-512 EPYC agree: ../shared/numerics/reference.txt).
+_mkl_cnr_measured: list[str | None] = []
+
+
+def mkl_cnr() -> str | None:
+    """The conditional-numerical-reproducibility branch MKL runs in this process, as MKL itself
+    reports it for one small sgemm ("AVX2,STRICT" where the profile's pin holds; "AUTO,STRICT" on a
+    CPU where MKL does not honour it); None without MKL or torch. Measured once per process."""
+    if "torch" not in sys.modules:
+        return None
+    if not _mkl_cnr_measured:
+        _mkl_cnr_measured.append(_measure_mkl_cnr())
+    return _mkl_cnr_measured[0]
+
+
+def _measure_mkl_cnr() -> str | None:
+    import ctypes
+    import re
+    import tempfile
+
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return None
+    a = torch.ones(64, 64)
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as f:
+        try:
+            os.dup2(f.fileno(), 1)   # MKL prints its verbose lines to the C stdout
+            with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
+                a @ a
+            libc.fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode("utf-8", "replace")
+    found = re.search(r"CNR:([A-Z0-9_]+(?:,STRICT)?)", text)
+    return found.group(1) if found else None
+
+
+def mkl_path(numerics_status: dict[str, Any] | None, device_name: str = "") -> str | None:
+    """The MKL branch a record was made on: its measured `mkl_cnr`; for a record made before that was
+    measured, what MKL runs on the CPU its provenance names (the pinned branch on an Intel CPU, AUTO
+    on any other); None where the profile was not in force."""
+    st = numerics_status or {}
+    if not st.get("in_force"):
+        return None
+    if st.get("mkl_cnr"):
+        return st["mkl_cnr"]
+    return PROFILE_ENV["MKL_CBWR"] if "intel" in device_name.lower() else "AUTO,STRICT"
+
+
+def family_of(numerics_status: dict[str, Any] | None, device_name: str = "", device: str = "cpu") -> str | None:
+    """The bits family of a run: the profile and MKL's branch on a CPU; None (no family: every
+    float bit is its own) for a GPU run or one outside the profile."""
+    if device != "cpu":
+        return None
+    path = mkl_path(numerics_status, device_name)
+    return f"{(numerics_status or {}).get('profile')}, MKL {path}" if path else None
+
+
+def this_family() -> str | None:
+    import torch  # noqa: F401  (the profile is applied by `import book` before this)
+
+    if comparison() != "exact":
+        return None
+    return family_of(status(), cpu_model())
+
+
+def notebook_comparison(provenance: dict[str, Any] | None) -> tuple[str, str]:
+    """(comparison, why) for a committed notebook whose ledger has `provenance`: 'exact' where this
+    machine is of the bits family that made it, else 'device' (its ‹ › numbers masked)."""
+    mine = this_family()
+    if mine is None:
+        return "device", "this machine is outside the numerics profile"
+    prov = provenance or {}
+    theirs = family_of(prov.get("numerics"), prov.get("device_name", ""), prov.get("device", "cpu"))
+    if theirs == mine:
+        return "exact", f"made in this machine's bits family ({mine})"
+    return "device", (f"made on {prov.get('device_name', 'another machine')} ({theirs or 'outside the profile'}); "
+                      f"this machine: {mine}")
 
 
 def in_force() -> bool:
@@ -231,15 +328,24 @@ def fingerprint() -> dict[str, str]:
 
 
 def committed_fingerprint() -> dict[str, Any]:
+    """The committed fingerprints of the profile, one per MKL branch (`by_mkl_branch`): each with the
+    CPU it was recorded on and its family hashes."""
     return json.loads(FINGERPRINT_FILE.read_text(encoding="utf-8"))
 
 
-def compare_fingerprint(measured: dict[str, str] | None = None) -> list[str]:
-    """One line per kernel family whose bits differ from the committed profile's, naming what to do."""
-    committed = committed_fingerprint()["families"]
+def compare_fingerprint(measured: dict[str, str] | None = None, branch: str | None = None) -> list[str]:
+    """One line per kernel family whose bits differ from the committed fingerprint of this machine's
+    MKL branch (`branch`: mkl_cnr()), naming what to do; a line saying so when none is committed."""
+    branch = branch or mkl_cnr() or "none"
+    recorded = committed_fingerprint()["by_mkl_branch"]
+    if branch not in recorded:
+        return [f"no fingerprint is committed for MKL branch {branch!r} (committed: {', '.join(recorded)}): "
+                f"record one with `python -m book.core.numerics record` on such a machine"]
+    committed = recorded[branch]["families"]
     measured = fingerprint() if measured is None else measured
-    return [f"kernel family '{f}' ({FAMILIES[f]}) gives other bits than the committed profile: {REMEDY[f]}; "
-            f"or run the suite in the device comparison (BOOK_COMPARISON=device), which masks device-dependent numbers"
+    return [f"kernel family '{f}' ({FAMILIES[f]}) gives other bits than the committed profile of MKL branch "
+            f"{branch} ({recorded[branch]['made_on']}): {REMEDY[f]}; or run the suite in the device "
+            f"comparison (BOOK_COMPARISON=device), which masks device-dependent numbers"
             for f in FAMILIES if measured.get(f) != committed.get(f)]
 
 
@@ -265,12 +371,14 @@ def gpu_present() -> bool:
 
 
 def write_fingerprint() -> dict[str, Any]:
-    """Record this machine's fingerprint under the profile as the committed one."""
+    """Record this machine's fingerprint under the profile as the committed one of its MKL branch
+    (the other branches' entries are kept)."""
     import torch
 
     check_in_force()
-    doc = {"profile": PROFILE_NAME, "env": PROFILE_ENV, "threads": THREADS, "torch": torch.__version__,
-           "made_on": cpu_model(), "families": fingerprint()}
+    doc = committed_fingerprint() if FINGERPRINT_FILE.exists() else {}
+    doc.update({"profile": PROFILE_NAME, "env": PROFILE_ENV, "threads": THREADS, "torch": torch.__version__})
+    doc.setdefault("by_mkl_branch", {})[mkl_cnr() or "none"] = {"made_on": cpu_model(), "families": fingerprint()}
     FINGERPRINT_FILE.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return doc
 
