@@ -35,7 +35,7 @@ from book.chapters.parallel.data_parallel import (DataParallelRuns, LayerBalance
                                                   measure_link, rmsprop_summary, start_and_wait,
                                                   time_ddp_overlap, time_rmsprop_overlap, time_tiles,
                                                   train_data_parallel)
-from book.chapters.parallel.model_parallel import (Crossover, HybridRun, HybridTiming,
+from book.chapters.parallel.model_parallel import (JUDGED_STEPS, Crossover, HybridRun, HybridTiming,
                                                    ModelParallelRuns, Pipeline, SplitChecks,
                                                    count_hybrid, figure_crossover, figure_hybrid,
                                                    figure_hybrid_counts, figure_mp_losses,
@@ -44,7 +44,7 @@ from book.chapters.parallel.model_parallel import (Crossover, HybridRun, HybridT
                                                    train_model_parallel)
 from book.chapters.parallel.cli import main
 
-__all__ = ["Traffic", "Worker", "all_gather_cat", "all_reduce", "allreduce_sweep",
+__all__ = ["JUDGED_STEPS", "Traffic", "Worker", "all_gather_cat", "all_reduce", "allreduce_sweep",
            "dp_vs_mp_timing", "efficiency_trials", "exchange_vs_bare", "forward_backward_trials",
            "group_ratio_interval", "hybrid_vs_dp_trials", "matmul_throughput", "matmul_trials",
            "mp_overlap_trials", "overlap_timing", "rmsprop_overlap_trials", "FlatGradients",
