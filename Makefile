@@ -60,7 +60,7 @@ COMPARISON = $(shell $(PY) -c "import book.core.numerics as n; print(n.compariso
 SANITIZE = $(if $(filter device,$(COMPARISON)),tests/nbval_device.cfg,tests/nbval_sanitize.cfg)
 
 test: setup data
-	@echo "make test: nbval comparison '$(COMPARISON)' ($(SANITIZE)); numerics: $$($(PY) -c 'import book.core.numerics as n; s = n.status(); print(s["profile"], "in force" if s["in_force"] else "NOT in force")')"
+	@echo "make test: nbval comparison '$(COMPARISON)' ($(SANITIZE)); numerics: $$($(PY) -c 'import book, torch; import book.core.numerics as n; s = n.status(); print(s["profile"], "in force" if s["in_force"] else "NOT in force", "- MKL branch", s.get("mkl_cnr"), "(each notebook: exact where it was made in this bits family, see pytest header)")')"
 	rm -rf "$(BOOK_LEDGER_DIR)"
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env --nbval-cell-timeout=1200 \
 		--nbval-sanitize-with $(SANITIZE) -p no:cacheprovider --durations=12
