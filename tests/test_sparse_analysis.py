@@ -94,3 +94,12 @@ def test_each_compression_method_is_listed_once_for_both_nets():
     assert published.MNIST_METHODS["lenet5"][6] == published.Published("Learn weights&connections",
                                                                        "Han 2015", 9.3, 0.8)
     assert [p.density for p in published.PAPER_SPARSE_MOMENTUM["lenet300"]][:2] == [1.0, 1.5]
+
+
+def test_the_description_names_the_machines_the_runs_were_made_on():
+    runs = [dict(_run("lenet5", 1.0, s, 0.006), provenance={"device_name": name})
+            for s, name in enumerate(["Intel(R) Xeon(R) Processor (2 logical cores)", "AMD EPYC (2 logical cores)",
+                                      "Intel(R) Xeon(R) Processor (2 logical cores)"])]
+    text = budget.describe(budget.paper_runs(runs, "lenet5"), "lenet5")
+    assert text.endswith("; made on Intel(R) Xeon(R) Processor (2 runs), AMD EPYC (1 run)")
+    assert budget.machines([_run("lenet5", 1.0, 0, 0.006)]) == ""

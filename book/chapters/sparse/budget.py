@@ -83,7 +83,22 @@ def describe(runs: Sequence[dict[str, Any]], model: str, epochs: int = PAPER_EPO
     failed = seeds_at([r for r in runs if diverged(r)])
     parts = "; ".join(f"density {d:g}: seeds {s}" + (f" (seed {', '.join(map(str, failed[d]))} diverged)"
                                                       if d in failed else "") for d, s in have.items())
-    return f"{title}, {epochs} epochs: {sum(len(s) for s in have.values())} runs ({parts})"
+    return f"{title}, {epochs} epochs: {sum(len(s) for s in have.values())} runs ({parts}){machines(runs)}"
+
+
+def machines(runs: Sequence[dict[str, Any]]) -> str:
+    """'; made on Intel(R) Xeon(R) Processor (10 runs), AMD EPYC (2 runs)': the CPUs the rows'
+    provenance names. Runs made on CPUs of two bits families (MKL's branch differs between Intel and
+    AMD: book.core.numerics) are equally valid runs; each reproduces bit for bit in its own family."""
+    count: dict[str, int] = {}
+    for r in runs:
+        name = str((r.get("provenance") or {}).get("device_name") or "").split(" (")[0]
+        if name:
+            count[name] = count.get(name, 0) + 1
+    if not count:
+        return ""
+    return "; made on " + ", ".join(f"{n} ({k} run{'s' if k > 1 else ''})"
+                                    for n, k in sorted(count.items(), key=lambda kv: -kv[1]))
 
 
 def missing(runs: Sequence[dict[str, Any]], model: str, densities: Iterable[float],
@@ -142,5 +157,5 @@ def compare_with_methods(runs: Sequence[dict[str, Any]], methods) -> list[dict[s
 
 
 __all__ = ["PAPER_EPOCHS", "SEEDS_NEEDED", "DIVERGED_ERROR", "diverged", "trained", "paper_runs", "seeds_at", "complete", "errors_at",
-           "mean_se", "describe", "missing", "match_test", "error_curve", "error_at_density",
+           "mean_se", "describe", "machines", "missing", "match_test", "error_curve", "error_at_density",
            "compare_with_methods"]
