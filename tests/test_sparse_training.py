@@ -198,7 +198,7 @@ def test_lenet5_runs_are_published_as_they_land_once_dense_and_5_percent_have_on
     rows.append({**{k: getattr(planned[0.05], k) for k in sweeps.KEY_FIELDS}, "test_error": 0.01, "provenance": prov})
     sweeps._write_json_atomic(sweeps.work_file("lenet5", tmp_path), {"runs": rows})
     doc = json.loads(sweeps.publish("lenet5", tmp_path).read_text())
-    assert [r["density"] for r in doc["data"]["runs"]] == [1.0, 0.05] and len(doc["data"]["missing"]) == 13
+    assert [r["density"] for r in doc["data"]["runs"]] == [1.0, 0.05] and len(doc["data"]["missing"]) == 15
     assert "REPLACEMENT_RUNS" in doc["data"]["description"]
 
 
@@ -231,11 +231,14 @@ def test_a_fresh_clone_continues_the_committed_sweep_without_losing_its_runs(tmp
 
 def test_a_replacement_seed_comes_with_the_other_seeds_of_its_density():
     """LeNet-5-Caffe's seed 2 (dense, 10 % and 5 %, in place of the diverged seed 0 at 5 % and 10 %)
-    is trained with the other seeds of its density; the plan's own runs keep their order."""
+    and seeds 2 and 3 at 1 % (both planned seeds diverged there) are trained with the other seeds of
+    their density; the plan's own runs keep their order."""
     order = [(c.density, c.seed) for c in sweeps.plan_configs("lenet5")]
     assert order[:6] == [(1.0, 0), (1.0, 1), (1.0, 2), (0.05, 0), (0.05, 1), (0.05, 2)]
     assert order[8:11] == [(0.1, 0), (0.1, 1), (0.1, 2)]
-    assert [k for k in order if k[1] != 2] == [(c.density, c.seed) for spec in training.FULL_PLAN["lenet5"]
+    assert [k for k in order if k[0] == 0.01] == [(0.01, 0), (0.01, 1), (0.01, 2), (0.01, 3)]
+    assert len(order) == 17
+    assert [k for k in order if k[1] < 2] == [(c.density, c.seed) for spec in training.FULL_PLAN["lenet5"]
                                                 for c in sweeps._spec_configs(spec)]
     assert len(sweeps.plan_configs("lenet300")) == 21   # no replacement there
 
