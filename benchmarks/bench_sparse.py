@@ -17,6 +17,16 @@ Under the book's numerics profile (AVX2 kernels, one thread: `import book` first
    wrapper), in interleaved blocks (`book.core.timing.interleaved`; target at most 1.15), and the
    epoch-end cycle as a share of the epoch (target at most 5 %).
 
+4. where a step's time goes: each layer's forward and backward, the loss, the optimizer with the
+   masks and the rest, clocked inside `--profile-steps` real sparse steps (module and tensor hooks;
+   not torch.profiler, whose bookkeeping was measured to inflate a 4.6 MB zero-fill in pooling's
+   backward from about 1 ms to 9), as shares of the step, and for the conv and fully connected
+   layers the GFLOP/s they reach against the one-core peak; with the time the conv layers alone cost
+   an epoch (a floor for any change that keeps their kernels);
+5. the conv kernels the chapter could use instead, the second conv's forward + backward at the
+   loop's shapes, timed interleaved: oneDNN in channels-last (the chapter's), oneDNN channel-major
+   and ATen's own kernel (oneDNN off) in channels-last.
+
 `--save` stores the figures with their provenance (CPU, commit, versions, the load average before
 and after) as `results/sparse/benchmark.json`, which the chapter quotes; run it on a quiet machine
 (no sweep running), since the targets are about one core of it.
@@ -28,6 +38,7 @@ import math
 import os
 import statistics
 import time
+from typing import Any, Callable
 
 import book  # noqa: F401  (the numerics profile, before torch)
 import torch
@@ -128,6 +139,146 @@ def block(model, opt, stepper, x, y, batches, batch_size=100) -> float:
     return (time.perf_counter() - start) / batches
 
 
+# ----------------------------------------------------------------------------------------------
+# Where a step's time goes (clocked inside real steps), and the conv kernels at hand
+# ----------------------------------------------------------------------------------------------
+def _kind(m: nn.Module) -> str:
+    return ("conv" if isinstance(m, nn.Conv2d) else "fully connected" if isinstance(m, nn.Linear)
+            else "max pooling" if isinstance(m, nn.MaxPool2d) else "ReLU" if isinstance(m, nn.ReLU) else "other")
+
+
+def step_phases(model: nn.Sequential, opt, stepper, x: torch.Tensor, y: torch.Tensor, steps: int,
+                batch: int = 100) -> dict[str, float]:
+    """Seconds per step of each phase of real training steps, clocked inside them: each layer's
+    forward (module hooks before and after it) and backward (the time between the gradients of its
+    output and of its input becoming ready: tensor hooks; the first layer's ends when `backward()`
+    returns), the loss, the optimizer with the masks (`stepper`), and the rest of the step."""
+    clock, acc, last = time.perf_counter, {}, {}
+
+    def add(key: str, seconds: float) -> None:
+        acc[key] = acc.get(key, 0.0) + seconds
+
+    def grad_ready(i: int) -> None:
+        now = clock()
+        if "bwd" in last:   # the layer after this one just ran its backward
+            add(last["bwd_key"], now - last["bwd"])
+        else:
+            add("loss", now - last["loss"])
+        last["bwd"], last["bwd_key"] = now, f"{i} backward"
+
+    hooks = []
+    for i, m in enumerate(model):
+        hooks.append(m.register_forward_pre_hook(lambda m, inp: last.__setitem__("fwd", clock()) and None))
+
+        def post(m, inp, out, i=i) -> None:
+            now = clock()
+            add(f"{i} forward", now - last["fwd"])
+            last["loss"] = now
+            if out.requires_grad:
+                out.register_hook(lambda g: grad_ready(i) and None)
+        hooks.append(m.register_forward_hook(post))
+    try:
+        for b in range(steps):
+            t0 = clock()
+            xb, yb = x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch]
+            opt.zero_grad(set_to_none=True)
+            last.clear()
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            t1 = clock()
+            add(last["bwd_key"], t1 - last["bwd"])   # the first layer's backward ends here
+            stepper()
+            t2 = clock()
+            add("optimizer and masks", t2 - t1)
+            add("step", t2 - t0)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: v / steps for k, v in acc.items()}
+
+
+def where_time_goes(model_name: str, density: float, x: torch.Tensor, y: torch.Tensor, steps: int,
+                    ghz: float, batch: int = 100) -> dict:
+    """Where the sparse step's time goes, phase by phase (`step_phases` over `steps` steps after 5
+    warm-up steps), grouped by kind of layer, with the FLOPs of the conv and fully connected layers
+    and the GFLOP/s they reach against the one-core peak."""
+    model, opt, wrapper = make(model_name, density)
+    block(model, opt, wrapper.step, x, y, 5, batch)
+    phases = step_phases(model, opt, wrapper.step, x[5 * batch:], y[5 * batch:], steps, batch)
+    layer = sp.layer_flops(sp.MODELS[model_name]())
+    kinds = {i: _kind(m) for i, m in enumerate(model)}
+    first_weighted = min(i for i, k in kinds.items() if k in ("conv", "fully connected"))
+    conv_number = {i: n for n, i in enumerate((i for i, k in kinds.items() if k == "conv"), start=1)}
+    groups: dict[str, dict] = {}
+    for key, sec in phases.items():
+        if key == "step":
+            continue
+        name, flop = key, None
+        if key.split()[0].isdigit():
+            i, way = int(key.split()[0]), key.split()[1]
+            kind = kinds[i]
+            fwd = layer[f"{i}.weight"]["dense"] * batch if kind in ("conv", "fully connected") else None
+            backward = fwd if i == first_weighted or fwd is None else 2 * fwd   # no input gradient first
+            if kind == "conv":
+                m = model[i]
+                name = f"conv{conv_number[i]} ({m.in_channels}→{m.out_channels}) {way}"
+                flop = fwd if way == "forward" else backward
+            elif kind == "fully connected":
+                name, flop = "fully connected, forward + backward", fwd if way == "forward" else backward
+            else:
+                name = {"max pooling": "max pooling, forward + backward", "ReLU": "ReLU, forward + backward"}.get(
+                    kind, "other layers (flatten), forward + backward")
+        g = groups.setdefault(name, {"kernels": name, "seconds": 0.0, "flop": 0.0})
+        g["seconds"] += sec
+        g["flop"] += flop or 0.0
+    step = phases["step"]
+    rest = step - sum(g["seconds"] for g in groups.values())
+    groups["the rest"] = {"kernels": "the rest (zero_grad, batch slicing)", "seconds": rest, "flop": 0.0}
+    peak = ghz * 32
+    rows = []
+    for g in sorted(groups.values(), key=lambda g: -g["seconds"]):
+        row = {"kernels": g["kernels"], "ms_per_step": round(g["seconds"] * 1e3, 3), "share": round(g["seconds"] / step, 4)}
+        if g["flop"]:
+            gflops = g["flop"] / g["seconds"] / 1e9
+            row.update(gflop_per_step=round(g["flop"] / 1e9, 4), gflops=round(gflops, 1), of_peak=round(gflops / peak, 3))
+        rows.append(row)
+    conv_s = sum(g["seconds"] for g in groups.values() if g["kernels"].startswith("conv"))
+    return {"steps": steps, "density": density, "step_ms": round(step * 1e3, 3), "groups": rows,
+            "peak_gflops": round(peak, 1), "conv_epoch_s": round(conv_s * (len(x) // batch), 2),
+            "note": "phases clocked inside real sparse training steps (module and tensor hooks); the "
+                    "conv layers' epoch is their time alone over a 600-step epoch"}
+
+
+def conv_kernels(rounds: int, calls: int = 10) -> dict:
+    """The second conv's forward + backward (input, weight and bias gradients) at the loop's shapes
+    (100 images of 20x12x12, 50 5x5 filters), in ms per call, with each kernel choice timed
+    interleaved: the chapter's (oneDNN, channels-last), oneDNN channel-major, ATen's own kernel."""
+    torch.manual_seed(0)
+    choices = {"oneDNN, channels-last (the chapter's)": (torch.channels_last, True),
+               "oneDNN, channel-major": (torch.contiguous_format, True),
+               "ATen's own kernel (oneDNN off), channels-last": (torch.channels_last, False)}
+
+    def call(fmt, onednn):
+        xin = torch.randn(100, 20, 12, 12).to(memory_format=fmt)
+        w = torch.randn(50, 20, 5, 5).to(memory_format=fmt)
+        gy = torch.randn(100, 50, 8, 8).to(memory_format=fmt)
+
+        def run():
+            with torch.backends.mkldnn.flags(enabled=onednn):
+                for _ in range(calls):
+                    F.conv2d(xin, w)
+                    torch.ops.aten.convolution_backward(gy, xin, w, [50], [1, 1], [0, 0], [1, 1], False,
+                                                        [0, 0], 1, [True, True, True])
+        return run
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch's note on TF32 when oneDNN's flags are set
+        trials = interleaved({k: call(*v) for k, v in choices.items()}, rounds=rounds, warmup=1)
+    return {k: round(statistics.median(v) / calls * 1e3, 2) for k, v in trials.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet5", choices=sorted(sp.MODELS))
@@ -135,6 +286,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="ABBA pairs of whole epochs (0: skip epochs)")
     parser.add_argument("--blocks", type=int, default=10, help="interleaved pairs of timed step blocks")
     parser.add_argument("--batches", type=int, default=30, help="steps per timed block")
+    parser.add_argument("--profile-steps", type=int, default=60, help="steps clocked phase by phase (0: skip)")
     parser.add_argument("--ghz", type=float, default=None, help="core clock for the FLOP limit (default: /proc/cpuinfo)")
     parser.add_argument("--save", action="store_true", help="store the figures as results/sparse/benchmark.json")
     args = parser.parse_args()
@@ -208,6 +360,20 @@ def main() -> None:
           f"interleaved pairs of blocks (target <= 1.15) {verdict}")
     print(f"epoch-end cycle {cycle * 1e3:.1f} ms = {share * 100:.2f} % of a {steps_per_epoch}-step epoch "
           f"(target <= 5 %) {'OK' if share <= 0.05 else 'MISSED'}")
+    ghz = args.ghz or cpu_ghz() or 2.45
+    if args.profile_steps:
+        prof = where_time_goes(args.model, args.density, x, y, args.profile_steps, ghz)
+        print(f"where a sparse step's {prof['step_ms']:.1f} ms go (clocked inside {prof['steps']} steps; "
+              f"peak {prof['peak_gflops']:.0f} GFLOP/s):")
+        for r in prof["groups"]:
+            rate = (f", {r['gflops']:.0f} GFLOP/s = {r['of_peak']:.0%} of peak" if "gflops" in r else "")
+            print(f"  {r['kernels']:<52} {r['ms_per_step']:7.2f} ms {r['share']:6.1%}{rate}")
+        print(f"the conv layers alone: {prof['conv_epoch_s']:.1f} s an epoch")
+        kernels = conv_kernels(rounds=max(args.blocks // 2, 2))
+        print("second conv, forward + backward, ms per call (interleaved):")
+        for k, v in kernels.items():
+            print(f"  {k:<50} {v:7.2f} ms")
+        record.update(where_time_goes=prof, conv2_kernels_ms=kernels)
     if args.save:
         from book.core import evidence
 
@@ -219,7 +385,8 @@ def main() -> None:
         path = evidence.save("sparse", "benchmark", record, wall_s=time.perf_counter() - wall,
                              command="python benchmarks/bench_sparse.py " + " ".join(
                                  f"--{k} {v}" for k, v in (("density", args.density), ("rounds", args.rounds),
-                                                           ("blocks", args.blocks), ("batches", args.batches))) + " --save",
+                                                           ("blocks", args.blocks), ("batches", args.batches),
+                                                           ("profile-steps", args.profile_steps))) + " --save",
                              note="seconds on one core of the CPU named here, one torch thread, under the "
                                   "numerics profile; ratios of epochs timed side by side in one process")
         print(f"saved {path}")

@@ -25,3 +25,23 @@ def test_the_committed_benchmark_is_quoted_with_its_targets(tmp_path, monkeypatc
     assert "Some CPU" in lines[0] and "16.4 s (target at most 20 s)" in lines[0]
     assert "0.63 of a dense epoch" in lines[1] and "goal at most 0.45" in lines[1]
     assert "[0.950, 0.990]" in lines[2]
+
+
+def test_the_benchmark_profile_says_where_a_step_goes(tmp_path, monkeypatch):
+    monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path)
+    data = {"density": 0.05, "chapter_epoch_s": 26.0, "plain_epoch_s": 37.0, "chapter_over_plain": 0.7,
+            "chapter_over_limit": 2.6, "flop_limit_s": 10.1, "ghz": 2.45, "limit_over_plain": 0.27,
+            "sparse_over_dense_step": [0.97, 0.95, 0.99], "cycle_share": 0.001,
+            "targets": {"chapter_epoch_s": 20, "chapter_over_plain": 0.45, "sparse_over_dense_step": 1.15},
+            "where_time_goes": {"steps": 60, "step_ms": 42.0, "conv_epoch_s": 17.2, "groups": [
+                {"kernels": "conv 3 backward", "ms_per_step": 16.0, "share": 0.38, "gflops": 40.0, "of_peak": 0.51},
+                {"kernels": "max pooling", "ms_per_step": 3.0, "share": 0.07}]},
+            "conv2_kernels_ms": {"oneDNN, channels-last (the chapter's)": 20.0, "oneDNN, channel-major": 27.0}}
+    (tmp_path / "sparse").mkdir()
+    (tmp_path / "sparse" / "benchmark.json").write_text(json.dumps(
+        {"provenance": {"device_name": "Some CPU", "date": "2026-12-02T07:00:00Z"}, "data": data}))
+    lines = cost.reading().lines
+    assert "a 42.0 ms sparse step goes (clocked inside 60 steps)" in lines[3]
+    assert "conv 3 backward 38 % (40 GFLOP/s, 51 % of the core's peak); max pooling 7 %" in lines[3]
+    assert "17.2 s of an epoch" in lines[4]
+    assert "oneDNN, channels-last (the chapter's) 20.0 ms; oneDNN, channel-major 27.0 ms" in lines[5]

@@ -1,6 +1,7 @@
 """What an epoch of the committed MNIST runs costs on a CPU: the quiet one-core benchmark of the
 training loop (`benchmarks/bench_sparse.py --save`: results/sparse/benchmark.json), against a
-plain-torch epoch of the same net timed beside it and against the CPU's FLOP limit. A reader who
+plain-torch epoch of the same net timed beside it and against the CPU's FLOP limit, with where a
+step's time goes layer by layer (clocked inside real steps) and the conv kernels at hand. A reader who
 wants to re-run the sweep learns from it what that takes; no verdict reads it. (The rows' own
 training seconds are not quoted: a resumed run adds up epochs timed under different code and load.)"""
 from __future__ import annotations
@@ -27,7 +28,23 @@ def _benchmark_lines(bench: evidence.Evidence) -> list[str]:
         f"[{b['sparse_over_dense_step'][1]:.3f}, {b['sparse_over_dense_step'][2]:.3f}], target at most "
         f"{b['targets']['sparse_over_dense_step']}); the epoch-end cycle {100 * b['cycle_share']:.2f} % of "
         f"an epoch",
-    ]
+    ] + _profile_lines(b)
+
+
+def _profile_lines(b: dict) -> list[str]:
+    """Where a step's time goes (the benchmark's profile), when the benchmark has one."""
+    prof, kernels = b.get("where_time_goes"), b.get("conv2_kernels_ms")
+    if not prof:
+        return []
+    parts = [f"{r['kernels']} {100 * r['share']:.0f} %" + (f" ({r['gflops']:.0f} GFLOP/s, {100 * r['of_peak']:.0f} % "
+             f"of the core's peak)" if "gflops" in r else "") for r in prof["groups"]]
+    lines = [f"  where a {prof['step_ms']:.1f} ms sparse step goes (clocked inside {prof['steps']} steps): "
+             + "; ".join(parts),
+             f"  the conv layers alone take {prof['conv_epoch_s']:.1f} s of an epoch (their kernels: oneDNN's)"]
+    if kernels:
+        lines.append("  the second conv's forward + backward alone, per kernel choice: "
+                     + "; ".join(f"{k} {v:.1f} ms" for k, v in kernels.items()))
+    return lines
 
 
 def reading() -> Reading:
