@@ -44,10 +44,13 @@ def pytest_report_collectionfinish(config, start_path, items):
 
 
 def pytest_report_header(config):
-    mode = numerics.comparison()
-    why = (f"numerics profile {numerics.PROFILE_NAME}" if mode == "exact" else
-           "device-dependent numbers (‹ ›) masked: this machine is outside the numerics profile")
-    return f"nbval comparison: {mode} ({why})"
+    """This machine's bits family; each notebook's comparison is listed after collection."""
+    if numerics.comparison() != "exact":
+        return ("nbval comparison: device for every notebook (device-dependent numbers (‹ ›) masked: "
+                "this machine is outside the numerics profile)")
+    forced = " (forced exact for every notebook: BOOK_COMPARISON=exact)" if os.environ.get("BOOK_COMPARISON") == "exact" else ""
+    return (f"bits family of this machine: {numerics.this_family()}; nbval compares each notebook exactly "
+            f"where its ledger was made in this family, with the device comparison elsewhere{forced}")
 
 
 @pytest.fixture
