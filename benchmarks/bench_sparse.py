@@ -38,7 +38,6 @@ import math
 import os
 import statistics
 import time
-from typing import Any, Callable
 
 import book  # noqa: F401  (the numerics profile, before torch)
 import torch
@@ -168,14 +167,14 @@ def step_phases(model: nn.Sequential, opt, stepper, x: torch.Tensor, y: torch.Te
 
     hooks = []
     for i, m in enumerate(model):
-        hooks.append(m.register_forward_pre_hook(lambda m, inp: last.__setitem__("fwd", clock()) and None))
+        hooks.append(m.register_forward_pre_hook(lambda m, inp: last.__setitem__("fwd", clock())))
 
         def post(m, inp, out, i=i) -> None:
             now = clock()
             add(f"{i} forward", now - last["fwd"])
             last["loss"] = now
             if out.requires_grad:
-                out.register_hook(lambda g: grad_ready(i) and None)
+                out.register_hook(lambda g: grad_ready(i))
         hooks.append(m.register_forward_hook(post))
     try:
         for b in range(steps):
@@ -297,6 +296,7 @@ def main() -> None:
     data = sp.MnistData.load()
     x, y = data.x_train, data.y_train
     status = numerics.status()
+    ghz = args.ghz or cpu_ghz() or 2.45
     print(f"model {args.model}, density {args.density}, torch {torch.__version__}, numerics profile "
           f"{status['profile']} (in force: {status['in_force']}, {status.get('cpu_capability')}, "
           f"{status.get('threads')} thread)")
@@ -314,7 +314,6 @@ def main() -> None:
         ratios = [c / p for c, p in zip(chapter, plain)]
         ratio = math.exp(statistics.fmean(map(math.log, ratios)))
         ep_c, ep_p = statistics.median(chapter), statistics.median(plain)
-        ghz = args.ghz or cpu_ghz() or 2.45
         flop = flops_per_image(sp.lenet5_caffe()) * len(x)
         limit = flop / (ghz * 1e9 * 32)
         print(f"chapter epoch ({args.density:g} density, train(), incl. its prune/regrow cycle): {ep_c:.1f} s "
@@ -360,7 +359,6 @@ def main() -> None:
           f"interleaved pairs of blocks (target <= 1.15) {verdict}")
     print(f"epoch-end cycle {cycle * 1e3:.1f} ms = {share * 100:.2f} % of a {steps_per_epoch}-step epoch "
           f"(target <= 5 %) {'OK' if share <= 0.05 else 'MISSED'}")
-    ghz = args.ghz or cpu_ghz() or 2.45
     if args.profile_steps:
         prof = where_time_goes(args.model, args.density, x, y, args.profile_steps, ghz)
         print(f"where a sparse step's {prof['step_ms']:.1f} ms go (clocked inside {prof['steps']} steps; "
