@@ -45,3 +45,23 @@ def test_the_benchmark_profile_says_where_a_step_goes(tmp_path, monkeypatch):
     assert "conv 3 backward 38 % (40 GFLOP/s, 51 % of the core's peak); max pooling 7 %" in lines[3]
     assert "17.2 s of an epoch" in lines[4]
     assert "oneDNN, channels-last (the chapter's) 20.0 ms; oneDNN, channel-major 27.0 ms" in lines[5]
+
+
+def test_the_kernel_floor_says_whether_the_goal_is_within_its_reach(tmp_path, monkeypatch):
+    monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path)
+    data = {"density": 0.05, "chapter_epoch_s": 18.9, "plain_epoch_s": 28.9, "chapter_over_plain": 0.66,
+            "chapter_over_limit": 1.9, "flop_limit_s": 10.1, "ghz": 2.45, "limit_over_plain": 0.35,
+            "sparse_over_dense_step": [1.0, 0.98, 1.04], "cycle_share": 0.001,
+            "targets": {"chapter_epoch_s": 20, "chapter_over_plain": 0.45, "sparse_over_dense_step": 1.15},
+            "kernel_floor": {"layers_ms": {"conv1": 4.0, "conv2": 18.0}, "step_ms": 26.0, "epoch_s": 15.6,
+                             "naive_step_ms": 48.0, "over_naive_step": 0.54}}
+    (tmp_path / "sparse").mkdir()
+    path = tmp_path / "sparse" / "benchmark.json"
+    path.write_text(json.dumps({"provenance": {"device_name": "Some CPU", "date": "2026-12-03"}, "data": data}))
+    line = cost.reading().lines[3]
+    assert "26.0 ms a step, 15.6 s an epoch, 0.54 of a plain-torch step" in line
+    assert "the goal of 0.45 is out of these kernels' reach" in line
+    data["kernel_floor"]["over_naive_step"] = 0.40
+    path.write_text(json.dumps({"provenance": {"device_name": "Some CPU", "date": "2026-12-03"}, "data": data}))
+    line = cost.reading().lines[3]
+    assert "0.40 of a plain-torch step" in line and "out of" not in line
