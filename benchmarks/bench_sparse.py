@@ -17,8 +17,8 @@ Under the book's numerics profile (AVX2 kernels, one thread: `import book` first
    wrapper), in interleaved blocks (`book.core.timing.interleaved`; target at most 1.15), and the
    epoch-end cycle as a share of the epoch (target at most 5 %);
 4. the floor these kernels set: the conv and fully connected layers' forward and backward, each
-   layer alone at the loop's shapes, summed over a step and an epoch, and as a share of the naive
-   epoch (the lowest ratio reachable with everything else free);
+   layer alone at the loop's shapes, summed over a step and an epoch, and for LeNet-5 as a share of
+   a naive step timed between them (the lowest ratio reachable with everything else free);
 5. where a step's time goes: each layer's forward and backward, the loss, the optimizer with the
    masks and the rest, clocked inside `--profile-steps` real sparse steps (module and tensor hooks;
    not torch.profiler, whose bookkeeping was measured to inflate a 4.6 MB zero-fill in pooling's
@@ -280,15 +280,16 @@ def conv_kernels(rounds: int, calls: int = 10) -> dict:
     return {k: round(statistics.median(v) / calls * 1e3, 2) for k, v in trials.items()}
 
 
-def kernel_floor(model_name: str, x: torch.Tensor, y: torch.Tensor, rounds: int, batch: int = 100,
-                 calls: int = 10) -> dict:
+def kernel_floor(model_name: str, rounds: int, naive_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 batch: int = 100, calls: int = 10) -> dict:
     """The weighted layers' own kernels, each layer alone at the loop's shapes: its forward and its
     backward with the gradients the loop asks of it (weight and bias; the input's too, but for the
     first layer), in ms per step (median of `rounds` interleaved trials of `calls` calls). Their sum is
     what a step costs with everything else (pooling, ReLU, loss, optimizer, masks, Python) free: the
-    floor of any change that keeps these kernels. Interleaved with them, `calls` steps of the naive
-    peer's dense loop, so the floor's share of a naive step is measured under the same load (this
-    machine's speed drifts by a quarter within minutes: measured)."""
+    floor of any change that keeps these kernels. With `naive_data` (MNIST images and labels), `calls`
+    steps of the naive peer's dense LeNet-5 loop are interleaved with them, so the floor's share of a
+    naive step is measured under the same load (this machine's speed drifts by a quarter within
+    minutes: measured)."""
     torch.manual_seed(0)
     model = sp.MODELS[model_name]()
     shapes, hooks = {}, []
@@ -319,18 +320,21 @@ def kernel_floor(model_name: str, x: torch.Tensor, y: torch.Tensor, rounds: int,
         kind = "conv" if isinstance(model[i], nn.Conv2d) else "fc"
         counter[kind] = counter.get(kind, 0) + 1
         labels[i] = f"{kind}{counter[kind]}"
-    torch.manual_seed(0)
-    plain = PlainLeNet5()
-    opt = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     fns = {labels[i]: layer_step(i) for i in sorted(shapes)}
-    fns["naive step"] = lambda: block(plain, opt, opt.step, x, y, calls, batch)
+    if naive_data is not None:
+        torch.manual_seed(0)
+        plain = PlainLeNet5()
+        opt = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        fns["naive step"] = lambda: block(plain, opt, opt.step, *naive_data, calls, batch)
     trials = interleaved(fns, rounds=rounds, warmup=1)
-    naive = [t / calls for t in trials.pop("naive step")]
+    naive = [t / calls for t in trials.pop("naive step", [])]
     per_layer = {k: round(statistics.median(v) / calls * 1e3, 3) for k, v in trials.items()}
-    floors = [sum(v[r] for v in trials.values()) / calls for r in range(rounds)]
-    over_naive = statistics.median(f / n for f, n in zip(floors, naive))
-    return {"layers_ms": per_layer, "step_ms": round(sum(per_layer.values()), 3),
-            "naive_step_ms": round(statistics.median(naive) * 1e3, 3), "over_naive_step": round(over_naive, 3)}
+    floor = {"layers_ms": per_layer, "step_ms": round(sum(per_layer.values()), 3)}
+    if naive:
+        floors = [sum(v[r] for v in trials.values()) / calls for r in range(rounds)]
+        floor.update(naive_step_ms=round(statistics.median(naive) * 1e3, 3),
+                     over_naive_step=round(statistics.median(f / n for f, n in zip(floors, naive)), 3))
+    return floor
 
 
 def main() -> None:
@@ -414,12 +418,12 @@ def main() -> None:
           f"interleaved pairs of blocks (target <= 1.15) {verdict}")
     print(f"epoch-end cycle {cycle * 1e3:.1f} ms = {share * 100:.2f} % of a {steps_per_epoch}-step epoch "
           f"(target <= 5 %) {'OK' if share <= 0.05 else 'MISSED'}")
-    floor = kernel_floor(args.model, x, y, rounds=max(args.blocks, 2))
+    floor = kernel_floor(args.model, max(args.blocks, 2), naive_data=(x, y) if args.model == "lenet5" else None)
     floor["epoch_s"] = round(floor["step_ms"] * steps_per_epoch / 1e3, 2)
     print(f"the weighted layers' kernels alone, each layer timed by itself at the loop's shapes: "
           f"{floor['step_ms']:.2f} ms a step ({', '.join(f'{k} {v:.2f}' for k, v in floor['layers_ms'].items())}) "
           f"= {floor['epoch_s']:.1f} s an epoch")
-    if args.model == "lenet5":
+    if "over_naive_step" in floor:
         reach = "" if floor["over_naive_step"] <= 0.45 else ": out of their reach"
         print(f"  = {floor['over_naive_step']:.2f} of a naive step timed between them ({floor['naive_step_ms']:.2f} ms): "
               f"the lowest chapter / naive ratio these kernels allow (goal <= 0.45{reach})")

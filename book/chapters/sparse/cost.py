@@ -2,9 +2,9 @@
 training loop (`benchmarks/bench_sparse.py --save`: results/sparse/benchmark.json), against a
 plain-torch epoch of the same net timed beside it and against the CPU's FLOP limit, with the floor
 its conv and fully connected kernels set (each layer alone), where a step's time goes layer by layer
-(clocked inside real steps) and the conv kernels at hand. A reader who
-wants to re-run the sweep learns from it what that takes; no verdict reads it. (The rows' own
-training seconds are not quoted: a resumed run adds up epochs timed under different code and load.)"""
+(clocked inside real steps) and the conv kernels at hand. A reader who wants to re-run the sweep
+learns from it what that takes; no verdict reads it. (The rows' own training seconds are not quoted:
+a resumed run adds up epochs timed under different code and load.)"""
 from __future__ import annotations
 
 from book.core import evidence
