@@ -125,7 +125,7 @@ def cpu_ghz() -> float | None:
 def make(model_name: str, density: float, seed: int = 0):
     torch.manual_seed(seed)
     model = sp.MODELS[model_name]()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt = sp.sgd(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)   # the chapter's optimizer
     return model, opt, sp.SparseMomentum(model, opt, density, epochs=100, seed=seed)
 
 

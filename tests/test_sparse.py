@@ -48,6 +48,20 @@ def test_masked_weights_stay_exactly_zero_after_steps():
     assert (model[1].bias != 0).all()
 
 
+def test_masks_applied_after_they_change_in_place_or_are_replaced():
+    """The 0/1 masks `apply_masks` multiplies by are cached; a mask edited in place or replaced by
+    another tensor is followed, never a stale copy."""
+    model, opt, w = _setup(density=0.5)
+    _steps(model, opt, w, n=1)
+    name = next(iter(w.masks))
+    w.masks[name].view(-1)[:10] = False          # in place
+    w.apply_masks()
+    assert (w.weights[name].view(-1)[:10] == 0).all()
+    w.masks[name] = torch.zeros_like(w.masks[name])   # replaced
+    w.apply_masks()
+    assert (w.weights[name] == 0).all()
+
+
 @pytest.mark.parametrize("growth,redistribution", [("momentum", "momentum"), ("random", "momentum"),
                                                    ("momentum", "none"), ("random", "none")])
 def test_density_is_conserved_through_prune_regrow_cycles(growth, redistribution):

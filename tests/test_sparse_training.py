@@ -62,6 +62,39 @@ def test_pooling_before_relu_trains_to_the_same_bits_as_relu_first(mnist, monkey
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+@pytest.mark.parametrize("model,density,subset", [("lenet5", 0.05, 2000), ("lenet300", 0.01, 6000),
+                                                   ("lenet300", 1.0, 3000)])
+def test_the_foreach_optimizer_and_cached_masks_train_to_the_bits_of_the_default_loop(mnist, monkeypatch,
+                                                                                        model, density, subset):
+    """`training.sgd` (foreach) and `apply_masks` with cached 0/1 masks (both faster) end a run with
+    prune/regrow cycles with the same bytes, signed zeros included, as torch's default SGD loop and a
+    multiply by the bool masks, which the committed runs were trained with."""
+    cfg = sp.RunConfig(model, density=density, epochs=3, seed=1, train_subset=subset, test_subset=500)
+    fast = sp.train(cfg, mnist)
+
+    def default_sgd(params, *, lr, momentum, weight_decay):
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay,
+                               foreach=False)
+
+    @torch.no_grad()
+    def bool_masks(self):
+        for name, w in self.weights.items():
+            w.mul_(self.masks[name])
+
+    monkeypatch.setattr(training, "sgd", default_sgd)
+    monkeypatch.setattr(sp.SparseMomentum, "apply_masks", bool_masks)
+    default = sp.train(cfg, mnist)
+    assert not default.sparse.optimizer.defaults["foreach"] and fast.sparse.optimizer.defaults["foreach"]
+
+    def raw(run):
+        opt = run.sparse.optimizer
+        tensors = [p.detach() for p in run.model.parameters()] + [opt.state[p]["momentum_buffer"]
+                                                                   for p in run.model.parameters()]
+        return [t.contiguous().view(torch.int32) for t in tensors]
+    assert all(torch.equal(a, b) for a, b in zip(raw(fast), raw(default)))
+    assert fast.test_error == default.test_error and len(fast.sparse.history) == (2 if density < 1 else 0)
+
+
 def test_sparse_momentum_keeps_masks_on_channels_last_weights(mnist):
     cfg = sp.RunConfig("lenet5", density=0.05, epochs=3, seed=0, train_subset=300, test_subset=200)
     run = sp.train(cfg, mnist)

@@ -46,7 +46,7 @@ from book.chapters.sparse.analysis import (LAYER_NAMES, LAYER_NAMES_LENET5, clas
                        layer_flops, plot_layer_density, plot_sweep, prune_2_4, speedup_report, time_2_4_matmul,
                        time_forward)
 from book.chapters.sparse.training import (MODEL_TITLES, MODELS, PAPER_ITERATIONS, PAPER_LR_DROP_EVERY, MnistData, RunConfig, RunResult,
-                       finetune_with_masks, lenet5_caffe, lenet_300_100, lr_drop_every, merge_full_results, summarize,
+                       finetune_with_masks, lenet5_caffe, lenet_300_100, lr_drop_every, merge_full_results, sgd, summarize,
                        sweep, test_error, train)
 
 __all__ = [
@@ -57,5 +57,5 @@ __all__ = [
     "plot_layer_density", "plot_sweep", "prune_2_4", "speedup_report", "time_2_4_matmul", "time_forward",
     "MODEL_TITLES", "MODELS", "PAPER_ITERATIONS", "PAPER_LR_DROP_EVERY",
     "MnistData", "RunConfig", "RunResult", "finetune_with_masks", "lenet5_caffe", "lenet_300_100",
-    "lr_drop_every", "merge_full_results", "summarize", "sweep", "test_error", "train"
+    "lr_drop_every", "merge_full_results", "sgd", "summarize", "sweep", "test_error", "train"
 ]

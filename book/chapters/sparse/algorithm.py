@@ -149,6 +149,7 @@ class SparseMomentum:
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self._float_masks: dict[str, tuple] = {}
         self.masks = self._initial_masks(masks)
         self.apply_masks()
 
@@ -172,11 +173,24 @@ class SparseMomentum:
             masks[name] = mask
         return masks
 
+    def _float_mask(self, name: str) -> torch.Tensor:
+        """The bool mask of `name` as 0/1 in its weight's dtype and memory layout, remade only when
+        the mask tensor was replaced or changed in place (its version counter moved): multiplying by
+        it gives the same bits as multiplying by the bool mask, without converting the bool mask
+        to floats and its layout to the weight's on every step (measured: `benchmarks/bench_sparse.py`)."""
+        mask, w = self.masks[name], self.weights[name]
+        key = (id(mask), mask._version, w.dtype, w.device)
+        cached = self._float_masks.get(name)
+        if cached is None or cached[0] != key:
+            value = torch.empty_like(w, memory_format=torch.preserve_format).copy_(mask)
+            cached = self._float_masks[name] = (key, mask, value)   # holding `mask` keeps its id unique
+        return cached[2]
+
     @torch.no_grad()
     def apply_masks(self) -> None:
         """Zero every masked weight (after each optimizer step and after each regrowth)."""
         for name, w in self.weights.items():
-            w.mul_(self.masks[name])
+            w.mul_(self._float_mask(name))
 
     def step(self, closure: Callable | None = None) -> Any:
         """The optimizer's step, then the masks: masked weights stay exactly zero."""
