@@ -15,6 +15,13 @@ def commit_benchmark(results_dir, data, date="2026-12-02T07:00:00Z"):
         {"provenance": {"device_name": "Some CPU", "date": date}, "data": data}))
 
 
+def benchmark_data(**fields):
+    """The headline figures every benchmark record has, with `fields` added or replacing them."""
+    return {"density": 0.05, "chapter_epoch_s": 16.4, "plain_epoch_s": 26.0, "chapter_over_plain": 0.63,
+            "chapter_over_limit": 1.7, "flop_limit_s": 9.5, "ghz": 2.6, "limit_over_plain": 0.37,
+            "sparse_over_dense_step": [0.97, 0.95, 0.99], "cycle_share": 0.001, "targets": TARGETS, **fields}
+
+
 def test_without_a_benchmark_the_reading_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path)
     lines = cost.reading().lines
@@ -23,11 +30,7 @@ def test_without_a_benchmark_the_reading_says_how_to_make_one(tmp_path, monkeypa
 
 def test_the_committed_benchmark_is_quoted_with_its_targets(tmp_path, monkeypatch):
     monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path)
-    data = {"density": 0.05, "chapter_epoch_s": 16.4, "plain_epoch_s": 26.0, "chapter_over_plain": 0.63,
-            "chapter_over_limit": 1.7, "flop_limit_s": 9.5, "ghz": 2.6, "limit_over_plain": 0.37,
-            "sparse_over_dense_step": [0.97, 0.95, 0.99], "cycle_share": 0.001,
-            "targets": TARGETS}
-    commit_benchmark(tmp_path, data)
+    commit_benchmark(tmp_path, benchmark_data())
     lines = cost.reading().lines
     assert "Some CPU" in lines[0] and "16.4 s (target at most 20 s)" in lines[0]
     assert "0.63 of a dense epoch" in lines[1] and "goal at most 0.45" in lines[1]
@@ -36,14 +39,11 @@ def test_the_committed_benchmark_is_quoted_with_its_targets(tmp_path, monkeypatc
 
 def test_the_benchmark_profile_says_where_a_step_goes(tmp_path, monkeypatch):
     monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path)
-    data = {"density": 0.05, "chapter_epoch_s": 26.0, "plain_epoch_s": 37.0, "chapter_over_plain": 0.7,
-            "chapter_over_limit": 2.6, "flop_limit_s": 10.1, "ghz": 2.45, "limit_over_plain": 0.27,
-            "sparse_over_dense_step": [0.97, 0.95, 0.99], "cycle_share": 0.001,
-            "targets": TARGETS,
-            "where_time_goes": {"steps": 60, "step_ms": 42.0, "conv_epoch_s": 17.2, "groups": [
-                {"kernels": "conv 3 backward", "ms_per_step": 16.0, "share": 0.38, "gflops": 40.0, "of_peak": 0.51},
-                {"kernels": "max pooling", "ms_per_step": 3.0, "share": 0.07}]},
-            "conv2_kernels_ms": {"oneDNN, channels-last (the chapter's)": 20.0, "oneDNN, channel-major": 27.0}}
+    data = benchmark_data(
+        where_time_goes={"steps": 60, "step_ms": 42.0, "conv_epoch_s": 17.2, "groups": [
+            {"kernels": "conv 3 backward", "ms_per_step": 16.0, "share": 0.38, "gflops": 40.0, "of_peak": 0.51},
+            {"kernels": "max pooling", "ms_per_step": 3.0, "share": 0.07}]},
+        conv2_kernels_ms={"oneDNN, channels-last (the chapter's)": 20.0, "oneDNN, channel-major": 27.0})
     commit_benchmark(tmp_path, data)
     lines = cost.reading().lines
     assert "a 42.0 ms sparse step goes (clocked inside 60 steps)" in lines[3]
@@ -54,12 +54,8 @@ def test_the_benchmark_profile_says_where_a_step_goes(tmp_path, monkeypatch):
 
 def test_the_kernel_floor_says_whether_the_goal_is_within_its_reach(tmp_path, monkeypatch):
     monkeypatch.setattr(evidence, "RESULTS_DIR", tmp_path)
-    data = {"density": 0.05, "chapter_epoch_s": 18.9, "plain_epoch_s": 28.9, "chapter_over_plain": 0.66,
-            "chapter_over_limit": 1.9, "flop_limit_s": 10.1, "ghz": 2.45, "limit_over_plain": 0.35,
-            "sparse_over_dense_step": [1.0, 0.98, 1.04], "cycle_share": 0.001,
-            "targets": TARGETS,
-            "kernel_floor": {"layers_ms": {"conv1": 4.0, "conv2": 18.0}, "step_ms": 26.0, "epoch_s": 15.6,
-                             "naive_step_ms": 48.0, "over_naive_step": 0.54}}
+    data = benchmark_data(kernel_floor={"layers_ms": {"conv1": 4.0, "conv2": 18.0}, "step_ms": 26.0,
+                                        "epoch_s": 15.6, "naive_step_ms": 48.0, "over_naive_step": 0.54})
     commit_benchmark(tmp_path, data, date="2026-12-03")
     line = cost.reading().lines[3]
     assert "26.0 ms a step, 15.6 s an epoch, 0.54 of a plain-torch step" in line

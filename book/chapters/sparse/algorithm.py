@@ -179,11 +179,10 @@ class SparseMomentum:
         it gives the same bits as multiplying by the bool mask, without converting the bool mask
         to floats and its layout to the weight's on every step (measured: `benchmarks/bench_sparse.py`)."""
         mask, w = self.masks[name], self.weights[name]
-        key = (id(mask), mask._version, w.dtype, w.device)
+        key = (mask._version, w.dtype, w.device)
         cached = self._float_masks.get(name)
-        if cached is None or cached[0] != key:
-            value = torch.empty_like(w, memory_format=torch.preserve_format).copy_(mask)
-            cached = self._float_masks[name] = (key, mask, value)   # holding `mask` keeps its id unique
+        if cached is None or cached[0] is not mask or cached[1] != key:
+            cached = self._float_masks[name] = (mask, key, torch.empty_like(w).copy_(mask))
         return cached[2]
 
     @torch.no_grad()
