@@ -27,7 +27,9 @@ Under the book's numerics profile (AVX2 kernels, one thread: `import book` first
    an epoch (a floor for any change that keeps their kernels);
 6. the conv kernels the chapter could use instead, the second conv's forward + backward at the
    loop's shapes, timed interleaved: oneDNN in channels-last (the chapter's), oneDNN channel-major
-   and ATen's own kernel (oneDNN off) in channels-last.
+   and ATen's own kernel (oneDNN off) in channels-last; and the chapter's compiled kernels (the first
+   conv, the poolings with their ReLUs, the optimizer's step: `book.chapters.sparse.conv1`, `pooling`,
+   `fused_sgd`, each with torch's bits) against what they replace, timed interleaved.
 
 `--save` stores the figures with their provenance (CPU, commit, versions, the load average before
 and after) as `results/sparse/benchmark.json`, which the chapter quotes; run it on a quiet machine
@@ -47,6 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from book.chapters import sparse as sp
+from book.chapters.sparse import conv1, fused_sgd, pooling
 from book.core import numerics
 from book.core.timing import interleaved, paired_ratio_interval
 
@@ -143,14 +146,28 @@ def block(model, opt, stepper, x, y, batches, batch_size=100) -> float:
 # ----------------------------------------------------------------------------------------------
 # Where a step's time goes (clocked inside real steps), and the conv kernels at hand
 # ----------------------------------------------------------------------------------------------
+def _layer(stage: nn.Module) -> nn.Module:
+    """The net's layer a stage computes (the compiled first conv holds its layer)."""
+    return stage.conv if isinstance(stage, conv1.Conv1Stage) else stage
+
+
 def _kind(m: nn.Module) -> str:
+    m = _layer(m)
     return ("conv" if isinstance(m, nn.Conv2d) else "fully connected" if isinstance(m, nn.Linear)
+            else "max pooling + ReLU" if isinstance(m, pooling.MaxPool2ReLU)
             else "max pooling" if isinstance(m, nn.MaxPool2d) else "ReLU" if isinstance(m, nn.ReLU) else "other")
+
+
+def _stages(model: nn.Sequential, x: torch.Tensor) -> list[nn.Module]:
+    """What the net's forward runs, in order: LeNet-5's stages (`training.LeNet5Caffe`) where it runs
+    them, else its layers."""
+    runs_in_stages = getattr(model, "_runs_in_stages", lambda x: False)(x)
+    return list(model.stages) if runs_in_stages else list(model)
 
 
 def step_phases(model: nn.Sequential, opt, stepper, x: torch.Tensor, y: torch.Tensor, steps: int,
                 batch: int = 100) -> dict[str, float]:
-    """Seconds per step of each phase of real training steps, clocked inside them: each layer's
+    """Seconds per step of each phase of real training steps, clocked inside them: each stage's (`_stages`)
     forward (module hooks before and after it) and backward (the time between the gradients of its
     output and of its input becoming ready: tensor hooks; the first layer's ends when `backward()`
     returns), the loss, the optimizer with the masks (`stepper`), and the rest of the step."""
@@ -168,7 +185,7 @@ def step_phases(model: nn.Sequential, opt, stepper, x: torch.Tensor, y: torch.Te
         last["bwd"], last["bwd_key"] = now, f"{i} backward"
 
     hooks = []
-    for i, m in enumerate(model):
+    for i, m in enumerate(_stages(model, x)):
         hooks.append(m.register_forward_pre_hook(lambda m, inp: last.__setitem__("fwd", clock())))
 
         def post(m, inp, out, i=i) -> None:
@@ -207,7 +224,9 @@ def where_time_goes(model_name: str, density: float, x: torch.Tensor, y: torch.T
     block(model, opt, wrapper.step, x, y, 5, batch)
     phases = step_phases(model, opt, wrapper.step, x[5 * batch:], y[5 * batch:], steps, batch)
     layer = sp.layer_flops(sp.MODELS[model_name]())
-    kinds = {i: _kind(m) for i, m in enumerate(model)}
+    stages = _stages(model, x)
+    in_model = {id(m): i for i, m in enumerate(model)}   # a stage's layer, for its name in layer_flops
+    kinds = {i: _kind(m) for i, m in enumerate(stages)}
     first_weighted = min(i for i, k in kinds.items() if k in ("conv", "fully connected"))
     conv_number = {i: n for n, i in enumerate((i for i, k in kinds.items() if k == "conv"), start=1)}
     groups: dict[str, dict] = {}
@@ -218,16 +237,18 @@ def where_time_goes(model_name: str, density: float, x: torch.Tensor, y: torch.T
         if key.split()[0].isdigit():
             i, way = int(key.split()[0]), key.split()[1]
             kind = kinds[i]
-            fwd = layer[f"{i}.weight"]["dense"] * batch if kind in ("conv", "fully connected") else None
+            weighted = kind in ("conv", "fully connected")
+            fwd = layer[f"{in_model[id(_layer(stages[i]))]}.weight"]["dense"] * batch if weighted else None
             backward = fwd if i == first_weighted or fwd is None else 2 * fwd   # no input gradient first
             if kind == "conv":
-                m = model[i]
+                m = _layer(stages[i])
                 name = f"conv{conv_number[i]} ({m.in_channels}→{m.out_channels}) {way}"
                 flop = fwd if way == "forward" else backward
             elif kind == "fully connected":
                 name, flop = "fully connected, forward + backward", fwd if way == "forward" else backward
             else:
-                name = {"max pooling": "max pooling, forward + backward", "ReLU": "ReLU, forward + backward"}.get(
+                name = {"max pooling": "max pooling, forward + backward", "ReLU": "ReLU, forward + backward",
+                        "max pooling + ReLU": "max pooling with its ReLU (one kernel), forward + backward"}.get(
                     kind, "other layers (flatten), forward + backward")
         g = groups.setdefault(name, {"kernels": name, "seconds": 0.0, "flop": 0.0})
         g["seconds"] += sec
@@ -280,6 +301,57 @@ def conv_kernels(rounds: int, calls: int = 10) -> dict:
     return {k: round(statistics.median(v) / calls * 1e3, 2) for k, v in trials.items()}
 
 
+def compiled_kernels(rounds: int, calls: int = 10) -> dict:
+    """The chapter's compiled kernels against what they replace, at a LeNet-5 step's shapes, in ms per
+    step, each pair timed interleaved (both sides give the same bits: their tests):
+    the first conv's forward + weight and bias gradients (100 images; oneDNN), both max-poolings with
+    their ReLUs forward + backward (100 maps of 20x24x24 and 50x8x8, channels-last, the second
+    flattened for the fully connected layer; ATen's ops with `FlattenChannelsLast`'s layout copies),
+    and the optimizer's step on the net's 431 k parameters (torch's foreach SGD)."""
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    net = sp.lenet5_caffe()
+    images = torch.randn(100, 1, 28, 28).contiguous(memory_format=cl)
+    conv_grad = torch.randn(100, 20, 24, 24).contiguous(memory_format=cl)
+    stage = conv1.Conv1Stage(net[0])
+    maps = [torch.randn(100, 20, 24, 24).contiguous(memory_format=cl).requires_grad_(),
+            torch.randn(100, 50, 8, 8).contiguous(memory_format=cl).requires_grad_()]
+    grads = [torch.randn(100, 20, 12, 12).contiguous(memory_format=cl), torch.randn(100, 800)]
+    flatten = sp.training.FlattenChannelsLast()
+    params = [p for p in net.parameters()]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    mine = sp.sgd(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    theirs = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, foreach=True)
+    mine.step(), theirs.step()   # momentum made
+
+    def repeat(fn):
+        def run():
+            for _ in range(calls):
+                fn()
+        return run
+
+    pairs = {
+        "first conv, forward + backward": {
+            "compiled (the chapter's)": repeat(lambda: torch.autograd.grad(stage(images), [net[0].weight, net[0].bias],
+                                                                           conv_grad)),
+            "oneDNN": repeat(lambda: torch.autograd.grad(net[0](images), [net[0].weight, net[0].bias], conv_grad))},
+        "both poolings with their ReLUs, forward + backward": {
+            "compiled (the chapter's)": repeat(lambda: torch.autograd.backward(
+                [pooling.max_pool2_relu(maps[0]), pooling.max_pool2_relu(maps[1], channel_major=True).flatten(1)],
+                grads)),
+            "ATen's max_pool2d, relu and flatten's copies": repeat(lambda: torch.autograd.backward(
+                [F.relu(F.max_pool2d(maps[0], 2)), flatten(F.relu(F.max_pool2d(maps[1], 2)))], grads))},
+        "optimizer step (SGD, Nesterov, weight decay)": {
+            "compiled (the chapter's)": repeat(mine.step), "torch's foreach SGD": repeat(theirs.step)},
+    }
+    out = {}
+    for what, sides in pairs.items():
+        trials = interleaved(sides, rounds=rounds, warmup=1)
+        out[what] = {k: round(statistics.median(v) / calls * 1e3, 3) for k, v in trials.items()}
+    return out
+
+
 def kernel_floor(model_name: str, rounds: int, naive_data: tuple[torch.Tensor, torch.Tensor] | None = None,
                  batch: int = 100, calls: int = 10) -> dict:
     """The weighted layers' own kernels, each layer alone at the loop's shapes: its forward and its
@@ -292,21 +364,23 @@ def kernel_floor(model_name: str, rounds: int, naive_data: tuple[torch.Tensor, t
     minutes: measured)."""
     torch.manual_seed(0)
     model = sp.MODELS[model_name]()
+    probe = torch.zeros(batch, 1, 28, 28)
+    stages = _stages(model, probe)   # each weighted layer as the loop runs it (the first conv: compiled)
     shapes, hooks = {}, []
-    for i, m in enumerate(model):
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+    for i, m in enumerate(stages):
+        if _kind(m) in ("conv", "fully connected"):
             hooks.append(m.register_forward_hook(lambda m, inp, out, i=i: shapes.__setitem__(i, inp[0])))
     with torch.no_grad():
-        model(torch.zeros(batch, 1, 28, 28))
+        model(probe)
     for h in hooks:
         h.remove()
     first = min(shapes)
 
     def layer_step(i: int):
-        m, like = model[i], shapes[i]
+        m, like = stages[i], shapes[i]
         fmt = torch.channels_last if like.dim() == 4 else torch.contiguous_format
         inp = torch.randn(like.shape).contiguous(memory_format=fmt).requires_grad_(i != first)
-        wrt = ([inp] if i != first else []) + [m.weight, m.bias]
+        wrt = ([inp] if i != first else []) + [_layer(m).weight, _layer(m).bias]
         grad_out = torch.randn(m(inp).shape).contiguous(memory_format=fmt)
 
         def run():
@@ -317,7 +391,7 @@ def kernel_floor(model_name: str, rounds: int, naive_data: tuple[torch.Tensor, t
     counter: dict[str, int] = {}
     labels = {}
     for i in sorted(shapes):
-        kind = "conv" if isinstance(model[i], nn.Conv2d) else "fc"
+        kind = "conv" if _kind(stages[i]) == "conv" else "fc"
         counter[kind] = counter.get(kind, 0) + 1
         labels[i] = f"{kind}{counter[kind]}"
     fns = {labels[i]: layer_step(i) for i in sorted(shapes)}
@@ -440,7 +514,14 @@ def main() -> None:
         print("second conv, forward + backward, ms per call (interleaved):")
         for k, v in kernels.items():
             print(f"  {k:<50} {v:7.2f} ms")
-        record.update(where_time_goes=prof, conv2_kernels_ms=kernels)
+        own = compiled_kernels(rounds=max(args.blocks // 2, 2))
+        print("the chapter's compiled kernels against what they replace, ms per step (interleaved, the same bits):")
+        for what, sides in own.items():
+            print(f"  {what}: " + "; ".join(f"{k} {v:.3f}" for k, v in sides.items()))
+        builds = {m.NAME: m.describe() for m in (conv1, pooling, fused_sgd)}
+        for name, how in builds.items():
+            print(f"  {name}: {how}")
+        record.update(where_time_goes=prof, conv2_kernels_ms=kernels, compiled_kernels_ms=own, kernel_builds=builds)
     if args.save:
         from book.core import evidence
 

@@ -43,13 +43,15 @@ def test_the_benchmark_profile_says_where_a_step_goes(tmp_path, monkeypatch):
         where_time_goes={"steps": 60, "step_ms": 42.0, "conv_epoch_s": 17.2, "groups": [
             {"kernels": "conv 3 backward", "ms_per_step": 16.0, "share": 0.38, "gflops": 40.0, "of_peak": 0.51},
             {"kernels": "max pooling", "ms_per_step": 3.0, "share": 0.07}]},
-        conv2_kernels_ms={"oneDNN, channels-last (the chapter's)": 20.0, "oneDNN, channel-major": 27.0})
+        conv2_kernels_ms={"oneDNN, channels-last (the chapter's)": 20.0, "oneDNN, channel-major": 27.0},
+        compiled_kernels_ms={"both poolings": {"compiled": 0.9, "ATen": 3.25}})
     commit_benchmark(tmp_path, data)
     lines = cost.reading().lines
     assert "a 42.0 ms sparse step goes (clocked inside 60 steps)" in lines[3]
     assert "conv 3 backward 38 % (40 GFLOP/s, 51 % of the core's peak); max pooling 7 %" in lines[3]
     assert "17.2 s of an epoch" in lines[4]
     assert "oneDNN, channels-last (the chapter's) 20.0 ms; oneDNN, channel-major 27.0 ms" in lines[5]
+    assert lines[6] == "  both poolings, a step (the same bits both ways): compiled 0.90 ms; ATen 3.25 ms"
 
 
 def test_the_kernel_floor_says_whether_the_goal_is_within_its_reach(tmp_path, monkeypatch):

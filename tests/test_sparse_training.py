@@ -66,9 +66,10 @@ def test_pooling_before_relu_trains_to_the_same_bits_as_relu_first(mnist, monkey
                                                    ("lenet300", 1.0, 3000)])
 def test_the_foreach_optimizer_and_cached_masks_train_to_the_bits_of_the_default_loop(mnist, monkeypatch,
                                                                                         model, density, subset):
-    """`training.sgd` (foreach) and `apply_masks` with cached 0/1 masks (both faster) end a run with
-    prune/regrow cycles with the same bytes, signed zeros included, as torch's default SGD loop and a
-    multiply by the bool masks, which the committed runs were trained with."""
+    """`training.sgd` (foreach, and its compiled step where it applies), `apply_masks` with cached 0/1
+    masks and LeNet-5's fused pooling kernels (all faster) end a run with prune/regrow cycles with the
+    same bytes, signed zeros included, as torch's default SGD loop, a multiply by the bool masks and
+    the layers run one by one, which the committed runs were trained with."""
     cfg = sp.RunConfig(model, density=density, epochs=3, seed=1, train_subset=subset, test_subset=500)
     fast = sp.train(cfg, mnist)
 
@@ -83,6 +84,7 @@ def test_the_foreach_optimizer_and_cached_masks_train_to_the_bits_of_the_default
 
     monkeypatch.setattr(training, "sgd", default_sgd)
     monkeypatch.setattr(sp.SparseMomentum, "apply_masks", bool_masks)
+    monkeypatch.setattr(training.LeNet5Caffe, "fused", False)
     default = sp.train(cfg, mnist)
     assert not default.sparse.optimizer.defaults["foreach"] and fast.sparse.optimizer.defaults["foreach"]
 

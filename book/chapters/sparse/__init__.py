@@ -37,9 +37,11 @@ numbers, with sources), `pruning` (Han et al.'s magnitude pruning, the compressi
 (the brain's FLOPS against a 2019 GPU), and what the notebook's cells call: `measure` (the smoke run
 and what it measures, claim by claim), `trained_claims` (the trained-net claims read off the committed
 evidence), `figures` (each figure a function returning it) and `reading` (the lines a cell prints
-beside its ledger row's fields).
+beside its ledger row's fields). The training loop's speed on a CPU comes partly from compiled kernels
+with torch's bits: `conv1` (LeNet-5's first conv), `pooling` (max-pooling with its ReLU), `fused_sgd`
+(the optimizer's step), built by `native`.
 """
-from book.chapters.sparse import audit, counting, stats, sweeps  # noqa: F401  (sp.audit, ... sp.sweeps)
+from book.chapters.sparse import audit, conv1, counting, fused_sgd, native, pooling, stats, sweeps  # noqa: F401  (sp.audit, ... sp.sweeps)
 from book.chapters.sparse.algorithm import (GROWTH_MODES, PRUNABLE_TYPES, REDISTRIBUTION_MODES, SparseMomentum, allocate_regrowth,
                         cosine_prune_rate, load_checkpoint, prunable_layers, save_checkpoint)
 from book.chapters.sparse.analysis import (LAYER_NAMES, LAYER_NAMES_LENET5, class_specialization, cycle_checks, drop_empty_units,
@@ -50,7 +52,7 @@ from book.chapters.sparse.training import (MODEL_TITLES, MODELS, PAPER_ITERATION
                        sweep, test_error, train)
 
 __all__ = [
-    "audit", "counting", "stats", "training", "analysis", "algorithm",
+    "audit", "conv1", "counting", "fused_sgd", "native", "pooling", "stats", "training", "analysis", "algorithm",
     "GROWTH_MODES", "PRUNABLE_TYPES", "REDISTRIBUTION_MODES", "SparseMomentum", "allocate_regrowth",
     "cosine_prune_rate", "load_checkpoint", "prunable_layers", "save_checkpoint", "LAYER_NAMES",
     "LAYER_NAMES_LENET5", "class_specialization", "cycle_checks", "drop_empty_units", "layer_flops",

@@ -49,17 +49,20 @@ def _floor_lines(b: dict) -> list[str]:
 
 def _profile_lines(b: dict) -> list[str]:
     """Where a step's time goes (the benchmark's profile), when the benchmark has one."""
-    prof, kernels = b.get("where_time_goes"), b.get("conv2_kernels_ms")
+    prof, kernels, own = b.get("where_time_goes"), b.get("conv2_kernels_ms"), b.get("compiled_kernels_ms")
     if not prof:
         return []
     parts = [f"{r['kernels']} {100 * r['share']:.0f} %" + (f" ({r['gflops']:.0f} GFLOP/s, {100 * r['of_peak']:.0f} % "
              f"of the core's peak)" if "gflops" in r else "") for r in prof["groups"]]
     lines = [f"  where a {prof['step_ms']:.1f} ms sparse step goes (clocked inside {prof['steps']} steps): "
              + "; ".join(parts),
-             f"  the conv layers alone take {prof['conv_epoch_s']:.1f} s of an epoch (their kernels: oneDNN's)"]
+             f"  the conv layers alone take {prof['conv_epoch_s']:.1f} s of an epoch"]
     if kernels:
         lines.append("  the second conv's forward + backward alone, per kernel choice: "
                      + "; ".join(f"{k} {v:.1f} ms" for k, v in kernels.items()))
+    for what, sides in (own or {}).items():
+        lines.append(f"  {what}, a step (the same bits both ways): "
+                     + "; ".join(f"{k} {v:.2f} ms" for k, v in sides.items()))
     return lines
 
 

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import torch
 
-from book.chapters.sparse import algorithm, training
+from book.chapters.sparse import algorithm, conv1, fused_sgd, native, pooling, training
 from book.chapters.sparse.training import (ABLATIONS, FULL_PLAN, MODELS, SPECIALIZATION_PLAN, MnistData, RunConfig,
                                            train)
 from book.core import evidence, numerics, provenance
@@ -43,8 +43,11 @@ from book.core.registry import REPO_ROOT
 WORK_DIR = REPO_ROOT / "_build" / "sparse_full"
 KEY_FIELDS = ("model", "density", "seed", "epochs", "growth", "redistribution", "train_subset", "test_subset")
 PLANS = (*FULL_PLAN, "specialization")
-# The training code whose bits a row stands for: a checkpoint made by other code is not resumed.
-CODE_FILES = (Path(algorithm.__file__), Path(training.__file__))
+# The training code whose bits a row stands for: a checkpoint made by other code is not resumed. The
+# compiled kernels are part of it (they are written to give torch's bits, but the digest does not assume it).
+CODE_FILES = (Path(algorithm.__file__), Path(training.__file__), Path(native.__file__), Path(conv1.__file__),
+              Path(pooling.__file__), Path(fused_sgd.__file__),
+              *(native.source(m.NAME) for m in (conv1, pooling, fused_sgd)))
 CODE_DIGEST = hashlib.sha256(b"".join(p.read_bytes() for p in CODE_FILES)).hexdigest()[:16]
 
 

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+from book.chapters.sparse import conv1, pooling
+from book.chapters.sparse.fused_sgd import NesterovSGD
 from book.chapters.sparse.algorithm import GROWTH_MODES, REDISTRIBUTION_MODES, SparseMomentum
 
 
@@ -48,7 +50,52 @@ class FlattenChannelsLast(nn.Flatten):
         return super().forward(_GradientChannelsLast.apply(x) if x.dim() == 4 else x)
 
 
-def lenet5_caffe() -> nn.Sequential:
+class LeNet5Caffe(nn.Sequential):
+    """LeNet-5-Caffe's layers in order (so its parameters are named as in any nn.Sequential: 0.weight,
+    3.weight, 7.weight, 9.weight), run on a CPU as stages: the first conv as a compiled kernel
+    (`conv1`), each 2×2 max-pooling with the ReLU after it as one compiled kernel (`pooling`), the
+    second handing the fully connected layer its input channel-major so the flatten is a view. The
+    stages compute the same bits as the layers one by one (`tests/test_sparse_pooling.py`,
+    `tests/test_sparse_conv1.py`); on a GPU, without a C compiler, or with `fused = False`, the layers
+    run one by one, and so they do while a hook is registered on any of them."""
+
+    fused = True
+
+    def __init__(self, *layers: Any):
+        super().__init__(*layers)
+        # a tuple, so the stages are not registered as layers of the net (nor in its state_dict); none
+        # where the layers are not LeNet-5-Caffe's (a slice of the net, say): they then run one by one
+        self.stages = None
+        mods = list(self)
+        kinds = (nn.Conv2d, nn.MaxPool2d, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.ReLU, nn.Flatten)
+        if len(mods) > len(kinds) and all(isinstance(m, k) for m, k in zip(mods, kinds)) and all(
+                p.kernel_size in (2, (2, 2)) and p.stride in (2, (2, 2)) and p.padding in (0, (0, 0))
+                and p.dilation in (1, (1, 1)) and not p.ceil_mode for p in (mods[1], mods[4])):
+            self.stages = (conv1.Conv1Stage(mods[0]), pooling.MaxPool2ReLU(), mods[3],
+                           pooling.MaxPool2ReLU(channel_major=True), nn.Flatten(), *mods[7:])
+
+    def _runs_in_stages(self, x: torch.Tensor) -> bool:
+        return (self.fused and self.stages is not None and x.device.type == "cpu" and not self._hooked()
+                and pooling.status().startswith("compiled"))
+
+    def _hooked(self) -> bool:
+        """Whether a hook waits on one of the layers the stages do not call (the first conv, the
+        poolings, their ReLUs, the flatten): then the layers run one by one."""
+        glob = torch.nn.modules.module
+        return bool(glob._global_forward_hooks or glob._global_forward_pre_hooks or glob._global_backward_hooks
+                    or getattr(glob, "_global_backward_pre_hooks", None)) or any(
+            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or getattr(m, "_backward_pre_hooks", None)
+            for m in (self[0], self[1], self[2], self[4], self[5], self[6]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._runs_in_stages(x):
+            return super().forward(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def lenet5_caffe() -> LeNet5Caffe:
     """LeNet-5-Caffe: conv 1→20 5×5, pool, conv 20→50 5×5, pool, fc 800→500, fc 500→10 (ReLU).
 
     The conv weights are held channels-last (NHWC): oneDNN's kernels for these small channel counts
@@ -59,10 +106,12 @@ def lenet5_caffe() -> nn.Sequential:
     (both are monotone), so the forward pass is the same; backward, ReLU and pooling only copy or zero
     gradients, never add them, so every gradient has the same bits as with ReLU first: training is
     bit-identical to the conv-ReLU-pool order (`tests/test_sparse_training.py`), about a quarter faster
-    (`benchmarks/bench_sparse.py`). The conv layers' class specialization is still measured on the
-    ReLU of the unpooled map (`analysis.class_specialization`)."""
-    net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
-                        nn.ReLU(), FlattenChannelsLast(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+    (`benchmarks/bench_sparse.py`). The first conv, and each pooling with its ReLU, then run as compiled
+    kernels with the same bits (`LeNet5Caffe`).
+    The conv layers' class specialization is still measured on the ReLU of the unpooled map
+    (`analysis.class_specialization`)."""
+    net = LeNet5Caffe(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+                      nn.ReLU(), FlattenChannelsLast(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
     return net.to(memory_format=torch.channels_last)
 
 
@@ -139,12 +188,12 @@ def lr_drop_every(epochs: int, steps_per_epoch: int) -> int:
     return PAPER_LR_DROP_EVERY
 
 
-def sgd(params: Iterable[torch.Tensor], *, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
-    """The paper's optimizer: SGD with Nesterov momentum and weight decay. `foreach=True` (torch's
-    default on GPUs only): on a CPU it runs the same per-tensor kernels in the same order, so the bits are
-    those of the default loop (`tests/test_sparse_training.py`), with less Python per step."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay,
-                           foreach=True)
+def sgd(params: Iterable[torch.Tensor], *, lr: float, momentum: float, weight_decay: float) -> NesterovSGD:
+    """The paper's optimizer: SGD with Nesterov momentum and weight decay, torch's `foreach` SGD (on a
+    CPU the same per-tensor kernels in the same order as its default loop, with less Python), whose CPU
+    step runs as one compiled pass a tensor with the same bits (`fused_sgd`). Trains to the bits of
+    torch's default SGD loop (`tests/test_sparse_training.py`)."""
+    return NesterovSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 @torch.no_grad()
