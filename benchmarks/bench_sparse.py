@@ -28,8 +28,9 @@ Under the book's numerics profile (AVX2 kernels, one thread: `import book` first
 6. the conv kernels the chapter could use instead, the second conv's forward + backward at the
    loop's shapes, timed interleaved: oneDNN in channels-last (the chapter's), oneDNN channel-major
    and ATen's own kernel (oneDNN off) in channels-last; and the chapter's compiled kernels (the first
-   conv, the poolings with their ReLUs, the optimizer's step: `book.chapters.sparse.conv1`, `pooling`,
-   `fused_sgd`, each with torch's bits) against what they replace, timed interleaved.
+   conv with its pooling and ReLU, the second pooling with its ReLU, the optimizer's step:
+   `book.chapters.sparse.conv1`, `pooling`, `fused_sgd`, each with torch's bits) against what they
+   replace, timed interleaved.
 
 `--save` stores the figures with their provenance (CPU, commit, versions, the load average before
 and after) as `results/sparse/benchmark.json`, which the chapter quotes; run it on a quiet machine
@@ -148,7 +149,7 @@ def block(model, opt, stepper, x, y, batches, batch_size=100) -> float:
 # ----------------------------------------------------------------------------------------------
 def _layer(stage: nn.Module) -> nn.Module:
     """The net's layer a stage computes (the compiled first conv holds its layer)."""
-    return stage.conv if isinstance(stage, conv1.Conv1Stage) else stage
+    return stage.conv if isinstance(stage, (conv1.Conv1Stage, conv1.Conv1PoolReLUStage)) else stage
 
 
 def _kind(m: nn.Module) -> str:
@@ -243,6 +244,8 @@ def where_time_goes(model_name: str, density: float, x: torch.Tensor, y: torch.T
             if kind == "conv":
                 m = _layer(stages[i])
                 name = f"conv{conv_number[i]} ({m.in_channels}→{m.out_channels}) {way}"
+                if isinstance(stages[i], conv1.Conv1PoolReLUStage):
+                    name = f"conv{conv_number[i]} ({m.in_channels}→{m.out_channels}) with its pooling and ReLU {way}"
                 flop = fwd if way == "forward" else backward
             elif kind == "fully connected":
                 name, flop = "fully connected, forward + backward", fwd if way == "forward" else backward
@@ -303,22 +306,22 @@ def conv_kernels(rounds: int, calls: int = 10) -> dict:
 
 def compiled_kernels(rounds: int, calls: int = 10) -> dict:
     """The chapter's compiled kernels against what they replace, at a LeNet-5 step's shapes, in ms per
-    step, each pair timed interleaved (both sides give the same bits: their tests):
-    the first conv's forward + weight and bias gradients (100 images; oneDNN), both max-poolings with
-    their ReLUs forward + backward (100 maps of 20x24x24 and 50x8x8, channels-last, the second
-    flattened for the fully connected layer; ATen's ops with `FlattenChannelsLast`'s layout copies),
-    and the optimizer's step on the net's 431 k parameters (torch's foreach SGD)."""
+    step, each pair timed interleaved (both sides give the same bits: their tests): the first conv
+    with its pooling and ReLU, forward + the conv's weight and bias gradients (100 images; oneDNN's
+    conv, ATen's max_pool2d and relu); the second pooling with its ReLU and the flatten, forward +
+    backward (100 maps of 50x8x8, channels-last; ATen's ops with `FlattenChannelsLast`'s layout
+    copies); and the optimizer's step on the net's 431 k parameters (torch's foreach SGD)."""
     torch.manual_seed(0)
     cl = torch.channels_last
     net = sp.lenet5_caffe()
     images = torch.randn(100, 1, 28, 28).contiguous(memory_format=cl)
-    conv_grad = torch.randn(100, 20, 24, 24).contiguous(memory_format=cl)
-    stage = conv1.Conv1Stage(net[0])
-    maps = [torch.randn(100, 20, 24, 24).contiguous(memory_format=cl).requires_grad_(),
-            torch.randn(100, 50, 8, 8).contiguous(memory_format=cl).requires_grad_()]
-    grads = [torch.randn(100, 20, 12, 12).contiguous(memory_format=cl), torch.randn(100, 800)]
+    pooled_grad = torch.randn(100, 20, 12, 12).contiguous(memory_format=cl)
+    first = conv1.Conv1PoolReLUStage(net[0])
+    conv_params = [net[0].weight, net[0].bias]
+    second = torch.randn(100, 50, 8, 8).contiguous(memory_format=cl).requires_grad_()
+    flat_grad = torch.randn(100, 800)
     flatten = sp.training.FlattenChannelsLast()
-    params = [p for p in net.parameters()]
+    params = list(net.parameters())
     for p in params:
         p.grad = torch.randn_like(p)
     mine = sp.sgd(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -332,22 +335,21 @@ def compiled_kernels(rounds: int, calls: int = 10) -> dict:
         return run
 
     pairs = {
-        "first conv, forward + backward": {
-            "compiled (the chapter's)": repeat(lambda: torch.autograd.grad(stage(images), [net[0].weight, net[0].bias],
-                                                                           conv_grad)),
-            "oneDNN": repeat(lambda: torch.autograd.grad(net[0](images), [net[0].weight, net[0].bias], conv_grad))},
-        "both poolings with their ReLUs, forward + backward": {
-            "compiled (the chapter's)": repeat(lambda: torch.autograd.backward(
-                [pooling.max_pool2_relu(maps[0]), pooling.max_pool2_relu(maps[1], channel_major=True).flatten(1)],
-                grads)),
-            "ATen's max_pool2d, relu and flatten's copies": repeat(lambda: torch.autograd.backward(
-                [F.relu(F.max_pool2d(maps[0], 2)), flatten(F.relu(F.max_pool2d(maps[1], 2)))], grads))},
+        "first conv with its pooling and ReLU, forward + backward": {
+            "compiled (the chapter's)": repeat(lambda: torch.autograd.grad(first(images), conv_params, pooled_grad)),
+            "oneDNN's conv, ATen's max_pool2d and relu": repeat(lambda: torch.autograd.grad(
+                F.relu(F.max_pool2d(net[0](images), 2)), conv_params, pooled_grad))},
+        "second pooling with its ReLU and the flatten, forward + backward": {
+            "compiled (the chapter's)": repeat(lambda: torch.autograd.grad(
+                pooling.max_pool2_relu(second, channel_major=True).flatten(1), second, flat_grad)),
+            "ATen's max_pool2d, relu and flatten's copies": repeat(lambda: torch.autograd.grad(
+                flatten(F.relu(F.max_pool2d(second, 2))), second, flat_grad))},
         "optimizer step (SGD, Nesterov, weight decay)": {
             "compiled (the chapter's)": repeat(mine.step), "torch's foreach SGD": repeat(theirs.step)},
     }
     out = {}
     for what, sides in pairs.items():
-        trials = interleaved(sides, rounds=rounds, warmup=1)
+        trials = interleaved(sides, rounds=rounds, warmup=2)
         out[what] = {k: round(statistics.median(v) / calls * 1e3, 3) for k, v in trials.items()}
     return out
 
@@ -378,6 +380,8 @@ def kernel_floor(model_name: str, rounds: int, naive_data: tuple[torch.Tensor, t
 
     def layer_step(i: int):
         m, like = stages[i], shapes[i]
+        if isinstance(m, conv1.Conv1PoolReLUStage):   # the layer alone: the conv without its pooling
+            m = conv1.Conv1Stage(m.conv)
         fmt = torch.channels_last if like.dim() == 4 else torch.contiguous_format
         inp = torch.randn(like.shape).contiguous(memory_format=fmt).requires_grad_(i != first)
         wrt = ([inp] if i != first else []) + [_layer(m).weight, _layer(m).bias]

@@ -47,6 +47,24 @@ def test_the_kernel_gives_onednns_bits(libraries, n, h, w):
         assert bits(grad_weight) == bits(conv.weight.grad) and bits(grad_bias) == bits(conv.bias.grad), name
 
 
+@pytest.mark.parametrize("n,h,w", [(1, 6, 6), (3, 10, 12), (100, 28, 28)])
+def test_the_kernel_with_the_pooling_gives_the_three_layers_bits(libraries, n, h, w):
+    conv, x, _ = layer_and_data(n, h, w, seed=n + h)
+    g = torch.Generator().manual_seed(n)
+    pooled_grad = torch.randn(n, 20, (h - 4) // 2, (w - 4) // 2, generator=g)
+    pooled_grad.view(-1)[:2] = torch.tensor([-0.0, float("nan")])
+    pooled_grad = pooled_grad.contiguous(memory_format=CL)
+    with torch.no_grad():
+        conv.bias[:3] = torch.tensor([-50.0, 0.0, 50.0])   # channels ReLU zeroes, and ties at zero
+    out = torch.relu(torch.max_pool2d(conv(x), 2))
+    out.backward(pooled_grad)
+    for name, lib in libraries.items():
+        mine, code = conv1.pooled_forward(lib, x, conv.weight, conv.bias)
+        assert mine.is_contiguous(memory_format=CL) and bits(mine) == bits(out), name
+        grad_weight, grad_bias = conv1.pooled_backward(lib, x, pooled_grad, code)
+        assert bits(grad_weight) == bits(conv.weight.grad) and bits(grad_bias) == bits(conv.bias.grad), name
+
+
 @needs_kernel
 def test_the_stage_is_the_kernel_where_it_applies_and_the_layer_elsewhere():
     conv, x, grad = layer_and_data(4, 28, 28, seed=0)
@@ -64,3 +82,9 @@ def test_the_stage_is_the_kernel_where_it_applies_and_the_layer_elsewhere():
     other = conv1.Conv1Stage(nn.Conv2d(1, 20, 5, padding=1))
     assert not conv1.kernel_applies(other.conv, x) and "Conv1" not in type(other(x).grad_fn).__name__
     assert not conv1.layer_fits(nn.Conv2d(1, 20, 3)) and not conv1.layer_fits(nn.Conv2d(1, 20, 5, bias=False))
+    # with the pooling: one kernel where the conv's output has even sides, else the conv then the pooling
+    pooled = conv1.Conv1PoolReLUStage(conv)
+    assert "Conv1PoolReLU" in type(pooled(x).grad_fn).__name__
+    odd = torch.randn(2, 1, 27, 28)
+    assert not conv1.pooled_applies(conv, odd) and "Conv1PoolReLU" not in type(pooled(odd).grad_fn).__name__
+    assert bits(pooled(odd)) == bits(torch.relu(torch.max_pool2d(conv(odd), 2)))

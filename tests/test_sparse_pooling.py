@@ -130,6 +130,6 @@ def test_lenet5_trains_to_the_same_bits_with_the_kernel_as_layer_by_layer():
 def test_the_stages_are_those_of_the_net():
     net = sp.lenet5_caffe()
     kinds = [type(s) for s in net.stages]
-    assert kinds == [sp.conv1.Conv1Stage, pooling.MaxPool2ReLU, nn.Conv2d, pooling.MaxPool2ReLU, nn.Flatten,
-                     nn.Linear, nn.ReLU, nn.Linear]
-    assert net.stages[0].conv is net[0] and net.stages[2] is net[3] and net.stages[5] is net[7]
+    assert kinds == [sp.conv1.Conv1PoolReLUStage, nn.Conv2d, pooling.MaxPool2ReLU, nn.Flatten, nn.Linear, nn.ReLU,
+                     nn.Linear]
+    assert net.stages[0].conv is net[0] and net.stages[1] is net[3] and net.stages[4] is net[7]

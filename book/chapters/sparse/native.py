@@ -63,7 +63,9 @@ def build(name: str, cache: Path | None = None, compiler: str | None = None, fla
     if not cc:
         raise RuntimeError("no C compiler (cc, gcc or clang; or $CC)")
     flags = compiler_flags() if flags is None else flags
-    key = hashlib.sha256(src.read_bytes() + " ".join([cc, *flags]).encode()).hexdigest()[:16]
+    # every C file here: a kernel may include another's (conv1.c includes pool_relu.c)
+    sources = b"".join(p.read_bytes() for p in sorted(HERE.glob("*.c")))
+    key = hashlib.sha256(sources + " ".join([cc, *flags]).encode()).hexdigest()[:16]
     folder = Path(cache) if cache is not None else data_dir() / "kernels"
     target = folder / f"{name}-{key}.so"
     if target.exists():

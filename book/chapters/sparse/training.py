@@ -52,9 +52,9 @@ class FlattenChannelsLast(nn.Flatten):
 
 class LeNet5Caffe(nn.Sequential):
     """LeNet-5-Caffe's layers in order (so its parameters are named as in any nn.Sequential: 0.weight,
-    3.weight, 7.weight, 9.weight), run on a CPU as stages: the first conv as a compiled kernel
-    (`conv1`), each 2×2 max-pooling with the ReLU after it as one compiled kernel (`pooling`), the
-    second handing the fully connected layer its input channel-major so the flatten is a view. The
+    3.weight, 7.weight, 9.weight), run on a CPU as stages: the first conv with its 2×2 max-pooling and
+    ReLU as one compiled kernel (`conv1`), the second pooling with its ReLU as another (`pooling`),
+    handing the fully connected layer its input channel-major so the flatten is a view. The
     stages compute the same bits as the layers one by one (`tests/test_sparse_pooling.py`,
     `tests/test_sparse_conv1.py`); on a GPU, without a C compiler, or with `fused = False`, the layers
     run one by one, and so they do while a hook is registered on any of them."""
@@ -71,8 +71,8 @@ class LeNet5Caffe(nn.Sequential):
         if len(mods) > len(kinds) and all(isinstance(m, k) for m, k in zip(mods, kinds)) and all(
                 p.kernel_size in (2, (2, 2)) and p.stride in (2, (2, 2)) and p.padding in (0, (0, 0))
                 and p.dilation in (1, (1, 1)) and not p.ceil_mode for p in (mods[1], mods[4])):
-            self.stages = (conv1.Conv1Stage(mods[0]), pooling.MaxPool2ReLU(), mods[3],
-                           pooling.MaxPool2ReLU(channel_major=True), nn.Flatten(), *mods[7:])
+            self.stages = (conv1.Conv1PoolReLUStage(mods[0]), mods[3], pooling.MaxPool2ReLU(channel_major=True),
+                           nn.Flatten(), *mods[7:])
 
     def _runs_in_stages(self, x: torch.Tensor) -> bool:
         return (self.fused and self.stages is not None and x.device.type == "cpu" and not self._hooked()
