@@ -23,7 +23,7 @@ import ctypes
 import torch
 import torch.nn as nn
 
-from book.chapters.sparse import native
+from book.chapters.sparse import native, pooling
 
 NAME = "conv1"
 SIGNATURES = {"conv1_forward": [native.POINTER] * 4 + [native.SIZE] * 3,
@@ -34,19 +34,8 @@ MAX_SIDE = 64   # MAX_SIDE in conv1.c: the conv's output side, at most, for the 
 _CL = torch.channels_last
 
 
-def library() -> ctypes.CDLL | None:
-    """This process's build of conv1.c (None where there is no compiler)."""
-    return native.library(NAME, SIGNATURES)
-
-
-def status() -> str:
-    library()
-    return native.status(NAME)
-
-
-def describe() -> str:
-    library()
-    return native.describe(NAME)
+KERNEL = native.Kernel(NAME, SIGNATURES)
+library, status, describe = KERNEL.library, KERNEL.status, KERNEL.describe   # this process's build, which runs
 
 
 def layer_fits(conv: nn.Conv2d) -> bool:
@@ -171,9 +160,6 @@ class Conv1PoolReLUStage(nn.Module):
         self.conv = conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from book.chapters.sparse import pooling
-
         if pooled_applies(self.conv, x):
             return _Conv1PoolReLU.apply(x, self.conv.weight, self.conv.bias)
-        out = _Conv1.apply(x, self.conv.weight, self.conv.bias) if kernel_applies(self.conv, x) else self.conv(x)
-        return pooling.max_pool2_relu(out)
+        return pooling.max_pool2_relu(Conv1Stage.forward(self, x))

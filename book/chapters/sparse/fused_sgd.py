@@ -13,7 +13,6 @@ no maximize, a float learning rate and no closure. Anything else is torch's own 
 """
 from __future__ import annotations
 
-import ctypes
 from typing import Any, Callable, Iterable
 
 import torch
@@ -24,19 +23,8 @@ NAME = "sgd_step"
 SIGNATURES = {"sgd_nesterov_step": [native.POINTER] * 3 + [native.SIZE] + [native.REAL] * 3}
 
 
-def library() -> ctypes.CDLL | None:
-    """This process's build of sgd_step.c (None where there is no compiler)."""
-    return native.library(NAME, SIGNATURES)
-
-
-def status() -> str:
-    library()
-    return native.status(NAME)
-
-
-def describe() -> str:
-    library()
-    return native.describe(NAME)
+KERNEL = native.Kernel(NAME, SIGNATURES)
+library, status, describe = KERNEL.library, KERNEL.status, KERNEL.describe   # this process's build, which runs
 
 
 def _torch_step(optimizer: torch.optim.SGD, closure: Callable | None) -> Any:

@@ -117,4 +117,24 @@ def describe(name: str) -> str:
     return status(name)
 
 
+class Kernel:
+    """One kernel of this folder, `name`.c with its functions' argument types, as its module offers it:
+    `library()` (built on the first call; None without a compiler), `status()` and `describe()`."""
+
+    def __init__(self, name: str, signatures: dict[str, list]):
+        self.name, self.signatures = name, signatures
+
+    def library(self) -> ctypes.CDLL | None:
+        return library(self.name, self.signatures)
+
+    def status(self) -> str:
+        """The compiled kernel (its path), or torch's ops and why."""
+        self.library()
+        return status(self.name)
+
+    def describe(self) -> str:
+        self.library()
+        return describe(self.name)
+
+
 POINTER, SIZE, FLAG, REAL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double

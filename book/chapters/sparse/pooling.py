@@ -29,20 +29,8 @@ SIGNATURES = {fn: [native.POINTER] * 3 + [native.SIZE] * 4 + [native.FLAG]
 _CL = torch.channels_last
 
 
-def library() -> ctypes.CDLL | None:
-    """This process's build of pool_relu.c (None where there is no compiler)."""
-    return native.library(NAME, SIGNATURES)
-
-
-def status() -> str:
-    """Which implementation this process runs: the compiled kernel (its path), or torch's ops and why."""
-    library()
-    return native.status(NAME)
-
-
-def describe() -> str:
-    library()
-    return native.describe(NAME)
+KERNEL = native.Kernel(NAME, SIGNATURES)
+library, status, describe = KERNEL.library, KERNEL.status, KERNEL.describe   # this process's build, which runs
 
 
 def kernel_applies(x: torch.Tensor) -> bool:
